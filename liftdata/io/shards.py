@@ -1,0 +1,289 @@
+"""Shard bookkeeping shared by the writers: atomic shards, resume, manifest and dataset card.
+
+A write into `out_dir` goes like this:
+
+1. `ShardLog(out_dir, format, name, ext)` checks the directory: empty (or new), or holding an
+   unfinished/finished write of the same format and name. It records the write in the hidden
+   in-progress manifest `.liftdata-progress.json`, removes stale temporary files and shards no
+   manifest records.
+2. `skip_done(samples)` consumes the samples already stored in complete shards, checking that
+   their keys are those the manifest records (a digest of the keys per shard).
+3. Each shard is written to `.{file}.tmp`, then `commit()` fsyncs, renames it to `{file}` and
+   rewrites the progress manifest. A killed write leaves only complete shards + temp files.
+4. `finish()` writes the dataset card `README.md` and `manifest.json`, and drops the progress
+   file: a directory with `manifest.json` holds a complete dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from liftdata.io.schema import SCHEMA_VERSION, Sample
+
+__all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state", "dataset_card",
+           "MANIFEST_FILE", "PROGRESS_FILE"]
+
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = ".liftdata-progress.json"
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+class DatasetDirError(ValueError):
+    """An output or input directory that cannot be used; the message names the directory."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a writer produced.
+
+    Attributes:
+        out_dir: the dataset directory.
+        files: the shard files in order.
+        n_samples: samples in the dataset.
+        n_resumed: samples that were already in complete shards from an earlier, interrupted run.
+        manifest: the final manifest.
+    """
+
+    out_dir: Path
+    files: list[Path]
+    n_samples: int
+    n_resumed: int
+    manifest: dict[str, Any]
+
+
+def _generator() -> str:
+    from liftdata import __version__
+
+    return f"liftdata {__version__}"
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(out_dir: str | os.PathLike, complete: bool = True) -> dict[str, Any] | None:
+    """The final manifest of `out_dir`, or (complete=False) else its in-progress one; None if none."""
+    out_dir = Path(out_dir)
+    for name in (MANIFEST_FILE,) if complete else (MANIFEST_FILE, PROGRESS_FILE):
+        path = out_dir / name
+        if path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise DatasetDirError(f"{out_dir}: {name} is not valid JSON ({e})") from None
+    return None
+
+
+def complete_manifest(in_dir: str | os.PathLike, fmt: str) -> dict[str, Any]:
+    """The manifest of a finished `fmt` dataset in `in_dir` (for readers)."""
+    manifest = read_manifest(in_dir)
+    if manifest is None:
+        raise DatasetDirError(f"{in_dir}: no {MANIFEST_FILE}; not a liftdata dataset, or its write did not finish")
+    if manifest.get("format") != fmt:
+        raise DatasetDirError(f"{in_dir}: holds a {manifest.get('format')} dataset, not {fmt}")
+    return manifest
+
+
+def resume_state(out_dir: str | os.PathLike) -> int:
+    """Number of samples already in complete shards of `out_dir` (0 for a new directory).
+
+    A caller whose samples are expensive to generate can start its stream at this index and pass
+    `start=resume_state(out_dir)` to the writer.
+    """
+    manifest = read_manifest(out_dir, complete=False)
+    return 0 if manifest is None else sum(s["count"] for s in manifest["shards"])
+
+
+def _size_category(n: int) -> str:
+    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+    return next((label for bound, label in bounds if n < bound), "1M<n<10M")
+
+
+def dataset_card(manifest: dict[str, Any]) -> str:
+    """README.md with Hugging Face YAML front matter for a finished dataset."""
+    fmt, name, ext = manifest["format"], manifest["name"], manifest["extension"]
+    front = {
+        "pretty_name": f"{name} (liftdata)",
+        "license": "other",  # placeholder: set the license of the source footage
+        "tags": ["liftdata", "3d-head-avatar", "gaussian-splatting", "faces", "synthetic", fmt],
+        "task_categories": ["image-to-image"],
+        "size_categories": [_size_category(manifest["n_samples"])],
+        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["shards_glob"]}]}],
+    }
+    load = (f'load_dataset("webdataset", data_files="{name}-*.tar")' if fmt == "webdataset"
+            else f'load_dataset("parquet", data_dir="<this directory>")')
+    body = f"""# {name}
+
+Training frames for 3D Gaussian head avatars, written by {manifest["generator"]}: captured frames
+of a face video plus frames *lifted* to novel expressions and poses (LiftAvatar kinematic-space
+completion).
+
+- {manifest["n_samples"]} samples in {len(manifest["shards"])} {fmt} shard(s), sample schema
+  v{manifest["schema_version"]} (`schemas/sample-v1.json` in liftdata).
+- One sample = one frame, key `{{capture}}/{{clip:06d}}/{{frame:03d}}`: `image` (RGB), the
+  condition maps `shading`, `normal` (0.5 n + 0.5), `mask`, the head-model `kinematics`,
+  the OpenCV `camera` and `meta` (captured or lifted, sampler, lifter, seed, reference keys).
+- `manifest.json` lists the shards with their sample counts and sha256.
+
+Load with `datasets`: `{load}`, or with `liftdata.io.read_{fmt}("<this directory>")`.
+
+License: **placeholder** - set it to the license of the source footage and of the lifter.
+"""
+    return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body
+
+
+class ShardLog:
+    """The complete shards of one write into `out_dir`, mirrored in the in-progress manifest."""
+
+    def __init__(self, out_dir: str | os.PathLike, fmt: str, name: str, ext: str, settings: dict[str, Any],
+                 subdir: str = ""):
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise ValueError(f"name: {name!r} must match [A-Za-z0-9_][A-Za-z0-9_.-]*")
+        self.out_dir, self.fmt, self.name, self.ext = Path(out_dir), fmt, name, ext
+        self.subdir = subdir  # shard files live in out_dir/subdir
+        self._shard_re = re.compile(rf"^{re.escape(name)}-([0-9]{{6}})\.{re.escape(ext)}$")
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._open(settings)
+        except OSError as e:
+            raise DatasetDirError(f"{self.out_dir}: cannot write the dataset there ({e.strerror or e})") from None
+
+    def _open(self, settings: dict[str, Any]) -> None:
+        final = read_manifest(self.out_dir)
+        manifest = final or read_manifest(self.out_dir, complete=False)
+        if manifest is None:
+            others = sorted(p.name for p in self.out_dir.iterdir() if not self._is_temp(p.name))
+            if others:
+                raise DatasetDirError(f"{self.out_dir}: not empty ({', '.join(others[:3])}) and holds no liftdata "
+                                      "manifest; write into a new or empty directory")
+            manifest = {"format": self.fmt, "name": self.name, "schema_version": SCHEMA_VERSION, "shards": []}
+        elif (manifest.get("format"), manifest.get("name"), manifest.get("schema_version")) != (
+                self.fmt, self.name, SCHEMA_VERSION):
+            raise DatasetDirError(
+                f"{self.out_dir}: holds a {manifest.get('format')} dataset named {manifest.get('name')!r} "
+                f"(schema v{manifest.get('schema_version')}); cannot write a {self.fmt} dataset named "
+                f"{self.name!r} (schema v{SCHEMA_VERSION}) into it")
+        self.complete = final is not None
+        self.records: list[dict[str, Any]] = list(manifest["shards"])
+        self.n_resumed = sum(r["count"] for r in self.records)
+        self.settings = settings
+        for record in self.records:
+            if not (self.out_dir / record["file"]).is_file():
+                raise DatasetDirError(f"{self.out_dir}: the manifest records {record['file']}, which is missing")
+        if not self.complete:
+            self._save_progress()
+        (self.out_dir / self.subdir).mkdir(exist_ok=True)
+        self._remove_stale()
+
+    def _is_temp(self, filename: str) -> bool:
+        return filename.startswith(".") and filename.endswith(".tmp")
+
+    def _remove_stale(self) -> None:
+        """Delete temp files, shards no manifest records and a progress file a final manifest superseded."""
+        shard_dir = self.out_dir / self.subdir
+        for path in [*self.out_dir.iterdir(), *(shard_dir.iterdir() if self.subdir else ())]:
+            m = self._shard_re.match(path.name) if path.parent == shard_dir else None
+            if path.is_file() and (self._is_temp(path.name) or (m and int(m.group(1)) >= len(self.records)) or (
+                    self.complete and path.name == PROGRESS_FILE)):
+                path.unlink()
+
+    def _manifest(self, complete: bool) -> dict[str, Any]:
+        return {
+            "format": self.fmt, "name": self.name, "extension": self.ext, "schema_version": SCHEMA_VERSION,
+            "generator": _generator(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "complete": complete, "n_samples": sum(r["count"] for r in self.records),
+            "n_shards": len(self.records), "shards_glob": str(Path(self.subdir) / f"{self.name}-*.{self.ext}"),
+            "settings": self.settings, "shards": self.records,
+        }
+
+    def _save_progress(self) -> None:
+        _write_json_atomic(self.out_dir / PROGRESS_FILE, self._manifest(complete=False))
+
+    # ------------------------------------------------------------------ resume
+    def skip_done(self, samples: Iterator[Sample], start: int = 0) -> Iterator[Sample]:
+        """Consume the samples already in complete shards, checking their keys; return the rest.
+
+        `start`: index in the full stream of the first sample `samples` yields: 0, or
+        `resume_state(out_dir)` when the caller skipped the finished samples itself.
+        """
+        if start not in (0, self.n_resumed):
+            raise ValueError(f"start={start}: must be 0 or the {self.n_resumed} samples already written "
+                             f"to {self.out_dir} (resume_state)")
+        if start == self.n_resumed:
+            return samples
+        for record in self.records:
+            digest = hashlib.sha256()
+            for i in range(record["count"]):
+                sample = next(samples, None)
+                if sample is None:
+                    raise DatasetDirError(f"{self.out_dir}: holds a different dataset: the sample stream ended "
+                                          f"inside {record['file']}, which holds {record['count']} samples")
+                digest.update(sample.key.encode() + b"\n")
+            if digest.hexdigest() != record["keys_sha256"]:
+                raise DatasetDirError(
+                    f"{self.out_dir}: holds a different dataset: the keys of {record['file']} "
+                    f"({record['first_key']} .. {record['last_key']}) are not those of the sample stream")
+        return samples
+
+    def already_complete(self, rest: Iterator[Sample]) -> WriteResult:
+        """Result of rerunning a finished write: the stream must hold no more samples."""
+        if next(rest, None) is not None:
+            raise DatasetDirError(f"{self.out_dir}: already holds a complete dataset of {self.n_resumed} "
+                                  "samples and the sample stream has more; write into a new directory")
+        manifest = read_manifest(self.out_dir)
+        return WriteResult(self.out_dir, self.files, manifest["n_samples"], self.n_resumed, manifest)
+
+    # ------------------------------------------------------------------ shards
+    @property
+    def files(self) -> list[Path]:
+        return [self.out_dir / r["file"] for r in self.records]
+
+    def shard_name(self, index: int) -> str:
+        """Path of shard `index` relative to out_dir."""
+        return str(Path(self.subdir) / f"{self.name}-{index:06d}.{self.ext}")
+
+    def temp_path(self, filename: str) -> Path:
+        """Where shard `filename` (relative to out_dir) is written until it is complete."""
+        path = self.out_dir / filename
+        return path.with_name(f".{path.name}.tmp")
+
+    def commit(self, filename: str, keys: list[str]) -> None:
+        """Make the finished temp file of shard `filename` final and record it."""
+        tmp, final = self.temp_path(filename), self.out_dir / filename
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        self.records.append({
+            "file": filename, "count": len(keys), "first_key": keys[0], "last_key": keys[-1],
+            "keys_sha256": hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest(),
+            "size": final.stat().st_size, "sha256": _sha256_file(final),
+        })
+        self._save_progress()
+
+    def finish(self) -> WriteResult:
+        """Write the dataset card and the final manifest; the directory is then complete."""
+        manifest = self._manifest(complete=True)
+        (self.out_dir / "README.md").write_text(dataset_card(manifest))
+        _write_json_atomic(self.out_dir / MANIFEST_FILE, manifest)
+        (self.out_dir / PROGRESS_FILE).unlink()
+        self.complete = True
+        return WriteResult(self.out_dir, self.files, manifest["n_samples"], self.n_resumed, manifest)

@@ -1,0 +1,338 @@
+"""Synthetic captures with exact ground truth: the test bed for tracking, lifting and benchmarks.
+
+`make_capture(seed, ...)` renders a procedural subject (random template offsets, a painted skin
+albedo with lips, brows and freckles, eyeballs and a mouth interior with teeth) over a static
+background under given or sampled kinematics, and returns a `Capture` whose kinematics, camera
+and identity are the ones used to render: ground truth, not estimates. Deterministic per seed.
+
+Geometry that the face mesh lacks is added per frame from its boundary loops (the open eyes and
+mouth): each hole gets a recessed cap (a short tube going inwards and a fan), textured as an
+eyeball or as a mouth interior whose teeth sit next to the upper and lower lip.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from liftdata.capture import Capture
+from liftdata.head.base import HeadModel, neutral_kinematics
+from liftdata.kinematics import Camera, Kinematics
+
+__all__ = ["make_capture", "sample_kinematics", "random_identity", "render_subject", "write_video",
+           "boundary_loops", "Subject"]
+
+_ATLAS = 512  # texture atlas: face [0:384, 0:384], eyeball [0:128, 384:512], mouth [128:384, 384:512]
+_FACE_PX = 384
+
+
+# ---------------------------------------------------------------------- topology helpers
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Ordered vertex loops of the mesh boundary (edges used by one triangle), longest first."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    directed = edges[counts[inverse.ravel()] == 1]
+    nxt = {int(a): int(b) for a, b in directed}
+    loops, seen = [], set()
+    for start in nxt:
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        loops.append(np.array(loop))
+    return sorted(loops, key=len, reverse=True)
+
+
+@dataclass(frozen=True)
+class _Holes:
+    eyes: list[np.ndarray]  # loops of the eye openings
+    mouth: np.ndarray | None  # loop of the mouth opening
+    mouth_upper: np.ndarray | None  # [len(mouth)] bool: loop vertex belongs to the upper lip
+
+
+def _holes(faces: np.ndarray, template: np.ndarray) -> _Holes:
+    """Classify the inner boundary loops (all but the longest: the outer rim) as eyes or mouth."""
+    loops = boundary_loops(faces)[1:]
+    if not loops:
+        return _Holes([], None, None)
+    heights = [template[loop, 1].mean() for loop in loops]
+    mouth_i = int(np.argmin(heights))
+    mouth = loops[mouth_i]
+    eyes = [loop for i, loop in enumerate(loops) if i != mouth_i and heights[i] > heights[mouth_i] + 0.02]
+    upper = template[mouth, 1] > template[mouth, 1].mean()
+    return _Holes(eyes, mouth, upper)
+
+
+# ---------------------------------------------------------------------- subject
+@dataclass
+class Subject:
+    """Everything about a synthetic person that does not change over time."""
+
+    head_model: HeadModel
+    identity: np.ndarray
+    texture: np.ndarray  # [512, 512, 3] uint8 albedo atlas
+    background: np.ndarray  # [size, size, 3] uint8
+    light_dir: tuple[float, float, float]  # camera space, pointing from the surface towards the light
+
+
+def random_identity(model: HeadModel, rng: np.random.Generator) -> np.ndarray:
+    """A plausible random identity: smooth template offsets (builtin) or shape betas (FLAME)."""
+    neutral = model.neutral_identity().detach().cpu().numpy()
+    if neutral.ndim == 1:  # PCA shape coefficients
+        return (rng.normal(size=neutral.shape) * 0.8).astype(np.float32)
+    template = _template(model)
+    centre = template.mean(0)
+    scale = rng.uniform(0.94, 1.06, size=3) * [1, rng.uniform(0.97, 1.05), 1]
+    offsets = (template - centre) * (scale - 1)
+    for _ in range(6):  # smooth bumps: cheeks, nose, chin, brow ...
+        c = template[rng.integers(len(template))]
+        w = np.exp(-np.sum((template - c) ** 2, axis=1) / (2 * rng.uniform(0.015, 0.03) ** 2))
+        offsets += w[:, None] * rng.normal(0, 0.004, size=3)
+    return (neutral + offsets).astype(np.float32)
+
+
+def _template(model: HeadModel, identity: np.ndarray | None = None) -> np.ndarray:
+    ident = model.neutral_identity() if identity is None else torch.as_tensor(identity)
+    with torch.no_grad():
+        return model.vertices(ident, neutral_kinematics(model, 1))[0].cpu().numpy()
+
+
+def _face_uv(template: np.ndarray) -> np.ndarray:
+    """Frontal orthographic UVs of the neutral mesh into the face square of the atlas (pixels)."""
+    lo, hi = template[:, :2].min(0), template[:, :2].max(0)
+    span = (hi - lo).max() * 1.04
+    xy = (template[:, :2] - (lo + hi) / 2) / span + 0.5
+    return np.stack([xy[:, 0], 1 - xy[:, 1]], 1) * (_FACE_PX - 1)
+
+
+def _paint_texture(template: np.ndarray, holes: _Holes, rng: np.random.Generator) -> np.ndarray:
+    atlas = np.zeros((_ATLAS, _ATLAS, 3), np.float32)
+    uv = _face_uv(template)
+    # skin: a random tone with low-frequency blotches and freckles
+    skin = np.array([rng.uniform(0.55, 0.9), rng.uniform(0.4, 0.65), rng.uniform(0.3, 0.5)])
+    noise = cv2.resize(rng.normal(0, 1, (8, 8)).astype(np.float32), (_FACE_PX, _FACE_PX), interpolation=cv2.INTER_CUBIC)
+    face = skin * (1 + 0.06 * noise[..., None])
+    for _ in range(rng.integers(20, 60)):
+        p = rng.uniform(40, _FACE_PX - 40, 2).astype(int)
+        cv2.circle(face, tuple(int(x) for x in p), int(rng.integers(1, 3)), (skin * 0.7).tolist(), -1)
+    if holes.mouth is not None:  # lips: a band around the mouth opening
+        ring = uv[holes.mouth].astype(np.float32)
+        c = ring.mean(0)
+        outer = (c + (ring - c) * [1.25, 2.2]).astype(np.int32)
+        lips = np.array([rng.uniform(0.55, 0.75), rng.uniform(0.2, 0.3), rng.uniform(0.25, 0.35)])
+        cv2.fillPoly(face, [outer], lips.tolist(), lineType=cv2.LINE_AA)
+    for eye in holes.eyes:  # eyeliner and brows
+        ring = uv[eye].astype(np.int32)
+        cv2.polylines(face, [ring], True, (skin * 0.35).tolist(), 2, cv2.LINE_AA)
+        c, w = ring.mean(0), np.ptp(ring[:, 0])
+        brow = np.array([[c[0] - 0.6 * w, c[1] - 0.55 * w], [c[0], c[1] - 0.75 * w], [c[0] + 0.6 * w, c[1] - 0.6 * w]])
+        cv2.polylines(face, [brow.astype(np.int32)], False, (skin * rng.uniform(0.15, 0.35)).tolist(),
+                      int(rng.integers(5, 9)), cv2.LINE_AA)
+    atlas[:_FACE_PX, :_FACE_PX] = face
+    # eyeball: sclera with a coloured iris and a pupil
+    eye = np.full((128, 128, 3), 0.92, np.float32)
+    iris = np.array([rng.uniform(0.1, 0.45), rng.uniform(0.15, 0.4), rng.uniform(0.1, 0.35)])
+    cv2.circle(eye, (64, 64), 34, iris.tolist(), -1, cv2.LINE_AA)
+    cv2.circle(eye, (64, 64), 14, (0.03, 0.03, 0.03), -1, cv2.LINE_AA)
+    atlas[:128, 384:] = eye
+    # mouth interior: teeth along the top and bottom edges, a dark cavity between
+    mouth = np.zeros((256, 128, 3), np.float32)
+    mouth[:] = (0.25, 0.05, 0.06)
+    for top, bottom in ((0, 60), (196, 256)):
+        mouth[top:bottom] = (0.93, 0.9, 0.82)
+        for x in range(0, 128, 16):
+            mouth[top:bottom, x:x + 2] = (0.7, 0.66, 0.6)
+    mouth[100:156] = (0.08, 0.02, 0.03)
+    atlas[128:384, 384:] = mouth
+    return (np.clip(atlas, 0, 1) * 255).astype(np.uint8)
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    a, b = rng.uniform(0.2, 0.8, 3), rng.uniform(0.2, 0.8, 3)
+    img = a * (1 - yy[..., None]) + b * yy[..., None] + 0.1 * xx[..., None]
+    for _ in range(6):
+        c = tuple(int(x) for x in rng.integers(0, size, 2))
+        cv2.circle(img, c, int(rng.integers(size // 16, size // 5)), rng.uniform(0, 1, 3).tolist(), -1, cv2.LINE_AA)
+    img = cv2.GaussianBlur(img, (0, 0), size / 64)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def make_subject(seed: int, head_model: HeadModel | None = None, size: int = 256) -> Subject:
+    """A deterministic random subject for `seed`."""
+    model = head_model or _default_model()
+    rng = np.random.default_rng([seed, 1])
+    identity = random_identity(model, rng)
+    template = _template(model, identity)
+    texture = _paint_texture(template, _holes(model.faces, template), rng)
+    light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, -0.2), -1.0])
+    return Subject(model, identity, texture, _background(size, rng), tuple((light / np.linalg.norm(light)).tolist()))
+
+
+def _default_model() -> HeadModel:
+    from liftdata.head import load_head_model
+
+    return load_head_model("builtin")
+
+
+# ---------------------------------------------------------------------- kinematics
+def _smooth_noise(rng: np.random.Generator, n: int, dims: int, period: float) -> np.ndarray:
+    """Band-limited noise in [-1, 1]: a sum of a few random sinusoids per dimension."""
+    t = np.arange(n)[:, None]
+    out = np.zeros((n, dims))
+    for _ in range(3):
+        f = rng.uniform(0.5, 1.5, dims) / period
+        out += np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi, dims)) / 3
+    return out
+
+
+def sample_kinematics(model: HeadModel, n_frames: int, rng: np.random.Generator, *,
+                      max_yaw_deg: float = 20.0, max_pitch_deg: float = 10.0, max_roll_deg: float = 5.0,
+                      expression_scale: float = 1.0) -> Kinematics:
+    """Smooth, plausible random motion: head pose sway plus expression events (and blinks)."""
+    k = neutral_kinematics(model, n_frames)
+    prior = model.expression_prior()
+    pose = _smooth_noise(rng, n_frames, 3, period=60) * np.radians([max_pitch_deg, max_yaw_deg, max_roll_deg])
+    trans = _smooth_noise(rng, n_frames, 3, period=80) * 0.01
+    expr = np.array(k.expression, dtype=np.float64)
+    names = list(model.expression_names or [])
+    n_events = max(1, n_frames // 12)
+    t = np.arange(n_frames)
+    for _ in range(n_events):  # smooth bumps of a few coefficients
+        centre, width = rng.uniform(0, n_frames), rng.uniform(4, 12)
+        bump = np.exp(-0.5 * ((t - centre) / width) ** 2)
+        idx = rng.choice(model.n_expression, size=min(2, model.n_expression), replace=False)
+        amp = rng.uniform(0.3, 1.0, len(idx)) * expression_scale
+        if not names:  # PCA model: signed coefficients, scaled by the prior's std
+            amp *= rng.choice([-1, 1], len(idx)) * np.sqrt(np.diag(prior.covariance)[idx]) * 1.5
+        expr[:, idx] += bump[:, None] * amp
+    for name in ("eyeBlinkLeft", "eyeBlinkRight"):  # blinks: short, both eyes together
+        if name in names:
+            for centre in rng.uniform(0, n_frames, max(1, n_frames // 40)):
+                expr[:, names.index(name)] += np.exp(-0.5 * ((t - centre) / 1.5) ** 2)
+    expr = np.clip(expr, prior.lower, prior.upper)
+    return k.replace(expression=expr, rotation=pose, translation=trans)
+
+
+# ---------------------------------------------------------------------- rendering
+def _caps(verts: torch.Tensor, holes: _Holes, depth_eye: float = 0.006, depth_mouth: float = 0.012):
+    """Recessed caps for the eye and mouth holes: vertices [T, n, 3], faces, atlas uvs [n, 2]."""
+    v = verts.shape[1]
+    # The face's forward direction per frame: the normal of the plane through the eye and mouth
+    # loops, signed away from the mesh centroid (which lies behind the loops on a face mesh).
+    loops = [*holes.eyes] + ([holes.mouth] if holes.mouth is not None else [])
+    pts = torch.cat([verts[:, loop] for loop in loops], 1)
+    centred = pts - pts.mean(1, keepdim=True)
+    forward = torch.linalg.svd(centred, full_matrices=False).Vh[:, -1]  # plane normal [T, 3]
+    backwards = verts.mean(1) - pts.mean(1)
+    forward = forward * torch.sign((forward * -backwards).sum(-1, keepdim=True) + 1e-12)
+    new_v, new_f, new_uv = [], [], []
+    base = v
+    for kind, loop in [("eye", e) for e in holes.eyes] + ([("mouth", holes.mouth)] if holes.mouth is not None else []):
+        n = len(loop)
+        depth = depth_eye if kind == "eye" else depth_mouth
+        ring = verts[:, loop] - forward[:, None] * depth * 0.3
+        centre = verts[:, loop].mean(1, keepdim=True) - forward[:, None] * depth
+        new_v += [ring, centre]
+        idx_ring = base + np.arange(n)
+        idx_c = base + n
+        for i in range(n):  # tube from the lid/lip edge inwards, then a fan
+            j = (i + 1) % n
+            a, b, ra, rb = loop[i], loop[j], idx_ring[i], idx_ring[j]
+            new_f += [[a, ra, b], [b, ra, rb], [ra, idx_c, rb]]
+        if kind == "eye":
+            ang = np.linspace(0, 2 * np.pi, n, endpoint=False)
+            ring_uv = np.stack([448 + 60 * np.cos(ang), 64 + 60 * np.sin(ang)], 1)
+            new_uv += [ring_uv, [[448.0, 64.0]]]
+        else:
+            p = verts[0, loop].detach().cpu().numpy()
+            x = (p[:, 0] - p[:, 0].min()) / max(np.ptp(p[:, 0]), 1e-6)
+            y = np.where(holes.mouth_upper, 130.0, 382.0)
+            new_uv += [np.stack([386 + 124 * x, y], 1), [[448.0, 256.0]]]
+        base += n + 1
+    return torch.cat(new_v, 1), np.array(new_f, np.int64), np.concatenate(new_uv).astype(np.float32)
+
+
+def render_subject(subject: Subject, kinematics: Kinematics, camera: Camera, *, supersample: int = 2,
+                   backend: str = "auto") -> np.ndarray:
+    """Render frames [T, H, W, 3] uint8 of `subject` under `kinematics` (anti-aliased)."""
+    from liftdata.render import condition_maps, rasterize, render_textured
+
+    model = subject.head_model
+    template = _template(model, subject.identity)
+    holes = _holes(model.faces, template)
+    with torch.no_grad():
+        verts = model.vertices(torch.as_tensor(subject.identity), kinematics).float()
+    uv = _face_uv(template).astype(np.float32)
+    faces = np.asarray(model.faces, np.int64)
+    if holes.mouth is not None or holes.eyes:
+        cap_v, cap_f, cap_uv = _caps(verts, holes)
+        verts = torch.cat([verts, cap_v], 1)
+        faces = np.concatenate([faces, cap_f])
+        uv = np.concatenate([uv, cap_uv])
+    big = camera.resized(camera.width * supersample, camera.height * supersample)
+    frags = rasterize(verts, faces, big, backend=backend)
+    albedo, mask = render_textured(verts, faces, big, torch.as_tensor(uv), subject.texture, fragments=frags)
+    shade = condition_maps(verts, faces, big, fragments=frags, light_dir=subject.light_dir)["shading"]
+    rgb = (albedo * (0.25 + 1.0 * shade)).clamp(0, 1).cpu().numpy()
+    m = mask.float().cpu().numpy()[..., None]
+    bg = cv2.resize(subject.background, (big.width, big.height), interpolation=cv2.INTER_LINEAR) / 255.0
+    out = rgb * m + bg[None] * (1 - m)
+    frames = [cv2.resize(f.astype(np.float32), (camera.width, camera.height), interpolation=cv2.INTER_AREA)
+              for f in out]
+    return (np.clip(np.stack(frames), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = None, size: int = 256,
+                 head_model: HeadModel | None = None, fov_y_deg: float = 24.0, distance: float = 0.55,
+                 backend: str = "auto", **motion: Any) -> Capture:
+    """A synthetic capture with exact ground truth, deterministic per `seed`.
+
+    Args:
+        seed: selects the subject (identity, skin, background, light) and the sampled motion.
+        n_frames: frames to render when `kinematics` is None.
+        kinematics: render these instead of sampling (their length sets n_frames).
+        size: square frame size in pixels.
+        head_model: defaults to the builtin model.
+        motion: keyword arguments for `sample_kinematics` (e.g. max_yaw_deg, expression_scale).
+    """
+    subject = make_subject(seed, head_model, size)
+    model = subject.head_model
+    if kinematics is None:
+        kinematics = sample_kinematics(model, n_frames, np.random.default_rng([seed, 2]), **motion)
+    camera = Camera.frontal(fov_y_deg, size, size, distance)
+    frames = render_subject(subject, kinematics, camera, backend=backend)
+    return Capture(frames=frames, kinematics=kinematics, camera=camera, identity=subject.identity,
+                   head_model=model, capture_id=f"synthetic-{seed}", subject_id=f"synthetic-{seed}",
+                   fps=25.0, extra={"synthetic": {"seed": seed, "light_dir": list(subject.light_dir)}})
+
+
+@lru_cache(maxsize=1)
+def _fourcc() -> int:
+    return cv2.VideoWriter_fourcc(*"mp4v")
+
+
+def write_video(capture: Capture, path: str | os.PathLike, fps: float | None = None) -> str:
+    """Encode the capture's frames to an mp4 file (MPEG-4 Part 2 through OpenCV)."""
+    path = str(path)
+    first = np.asarray(capture.frames[0])
+    h, w = first.shape[:2]
+    tmp = path + ".tmp.mp4"
+    writer = cv2.VideoWriter(tmp, _fourcc(), fps or capture.fps, (w, h))
+    if not writer.isOpened():
+        raise OSError(f"{path}: cannot open a video writer (unwritable directory or codec missing)")
+    for i in range(len(capture)):
+        writer.write(cv2.cvtColor(np.asarray(capture.frames[i]), cv2.COLOR_RGB2BGR))
+    writer.release()
+    os.replace(tmp, path)
+    return path
