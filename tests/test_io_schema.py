@@ -54,7 +54,7 @@ def test_schema_ships_in_package_and_is_valid_2020_12():
 def test_valid_samples_pass_and_documents_are_plain_json(sample):
     for s in (sample, toy_sample(0, 32), toy_sample(3, 48, capture="cap-B_2")):
         validate_sample(s)
-        validate_sample(s, decode=True)
+        validate_sample(s, thorough=True)
         doc = s.document()
         assert json.loads(json.dumps(doc, allow_nan=False)) == doc
         jsonschema.validate(doc, load_schema())  # the plain schema agrees
@@ -93,7 +93,7 @@ def test_from_arrays_accepts_hw1_shading_and_jpeg_image():
     s = Sample.from_arrays(s0.key, arrays["image"], s0.kinematics, s0.camera, s0.meta,
                            shading=arrays["shading"][..., None], jpeg_quality=90)
     assert s.image_ext == "jpg" and s.normal is None and s.mask is None
-    validate_sample(s, decode=True)
+    validate_sample(s, thorough=True)
     err = lambda a: np.abs(s.to_arrays()["image"].astype(int) - a).mean()  # noqa: E731
     assert err(arrays["image"]) < 6 < 20 < err(arrays["image"][..., ::-1])  # lossy but close, and RGB
 
@@ -192,7 +192,7 @@ def test_bad_members(sample):
     truncated = Sample(KEY, sample.image[:200], sample.kinematics, sample.camera, sample.meta)
     validate_sample(truncated)  # the header is intact ...
     with expect_error("image", "do not decode"):
-        validate_sample(truncated, decode=True)  # ... the pixels are not
+        validate_sample(truncated, thorough=True)  # ... the pixels are not
 
 
 def test_meta_rules(sample):
@@ -205,6 +205,36 @@ def test_meta_rules(sample):
         from_doc(sample, lambda d: d["meta"].__setitem__("lifter", None))  # lifted needs a lifter
     with expect_error("meta.schema_version"):
         from_doc(sample, lambda d: d["meta"].__setitem__("schema_version", "2"))
+
+
+def test_fast_validation_agrees_with_thorough(rng):
+    """The writers' fast path (meta schema + per-signature check of typed parts) against the slow twin."""
+    cases = []
+    for i in range(42):  # one fault per case (fault 0: none), so both paths must give the same message
+        fault = i % 6
+        s = toy_sample(i, 32, n_expression=0 if fault == 4 else int(rng.integers(1, 6)))  # E=0: schema error
+        k, meta, camera = s.kinematics, copy.deepcopy(s.meta), s.camera
+        if fault == 1:
+            k = k.replace(head_model="flame")
+        if fault == 2:
+            meta["seed"] = "7"
+        if fault == 3:
+            k.eyes[0, int(rng.integers(0, 6))] = np.nan
+        if fault == 5:
+            camera = Camera.from_fov(30.0, 33, 32)
+        cases.append(Sample(s.key, s.image, k, camera, meta, s.shading, s.normal, s.mask))
+    outcomes = []
+    for s in cases:
+        results = []
+        for thorough in (False, True):
+            try:
+                validate_sample(s, thorough=thorough)
+                results.append(None)
+            except SampleError as e:
+                results.append(str(e))
+        assert results[0] == results[1]
+        outcomes.append(results[0])
+    assert [o is None for o in outcomes] == [i % 6 == 0 for i in range(42)]
 
 
 def test_validate_document_names_the_key():

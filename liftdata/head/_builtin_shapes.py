@@ -115,13 +115,24 @@ def lip_weight(sb: ShapeBuilder, radius: float = 0.012) -> np.ndarray:
     return np.maximum(smooth_falloff(band, radius), np.isin(np.arange(len(sb.t)), np.r_[inside, between]))
 
 
+def seal_lips(sb: ShapeBuilder, offsets: np.ndarray, radius: float = 0.01) -> np.ndarray:
+    """Keep the closed lips closed: each inner upper/lower lip pair moves by the pair's mean offset,
+    the correction fading over the lips within `radius`."""
+    upper, lower = np.array(LIP_UPPER_INNER[1:-1]), np.array(LIP_LOWER_INNER[1:-1])
+    half = (offsets[lower] - offsets[upper]) / 2
+    handles = np.r_[upper, lower, LIP_UPPER_INNER[0], LIP_UPPER_INNER[-1]]
+    return offsets + sb.spread(handles, np.r_[half, -half, np.zeros((2, 3))], radius, still=sb.eyes)
+
+
 def corner_shape(sb: ShapeBuilder, direction, magnitude: float, radius: float) -> np.ndarray:
-    """Left mouth corner moves by `magnitude` along `direction`, the skin around it follows."""
+    """Left mouth corner moves by `magnitude` along `direction`, the skin around it follows, the
+    lips stay closed."""
     d = np.asarray(direction, float)
-    return sb.spread(LEFT_MOUTH_CORNER, magnitude * d / np.linalg.norm(d), radius, still=sb.eyes)
+    return seal_lips(sb, sb.spread(LEFT_MOUTH_CORNER, magnitude * d / np.linalg.norm(d), radius, still=sb.eyes))
 
 
 def mouth_smile(sb: ShapeBuilder) -> np.ndarray:
+    """Left corner up, out and back (12 mm), the cheek above it up and forward."""
     corner = corner_shape(sb, (0.55, 0.8, -0.25), 0.012, 0.04)
     cheek = sb.spread([425, 411, 280], (0.001, 0.004, 0.003), 0.03, still=np.r_[sb.eyes, LEFT_MOUTH_CORNER])
     return corner + cheek
@@ -143,12 +154,11 @@ def mouth_funnel(sb: ShapeBuilder, lw: np.ndarray, jw: np.ndarray) -> np.ndarray
 
 
 def mouth_press(sb: ShapeBuilder, lw: np.ndarray, jw: np.ndarray) -> np.ndarray:
-    """Left half of the lips pressed together: inner lines meet, lips thin and roll in."""
+    """Left half of the closed lips pressed together: they thin towards the lip line (2.5 mm at
+    4 mm from it) and roll in; the lip line itself stays, so the lips do not cross."""
     t = sb.t
-    inner_gap = np.interp(np.abs(t[:, 0]), t[LIP_UPPER_INNER[5:], 0],
-                          t[LIP_UPPER_INNER[5:], 1] - t[LIP_LOWER_INNER[5:], 1])
-    thin = 0.0015 * np.clip(sb.distance_to(LIP_UPPER_INNER + LIP_LOWER_INNER) / 0.004, 0, 1)
-    towards = np.where(jw > 0.5, 1.0, -1.0) * (0.5 * inner_gap + thin)
+    thin = 0.0025 * np.clip(sb.distance_to(LIP_UPPER_INNER + LIP_LOWER_INNER) / 0.004, 0, 1)
+    towards = np.where(jw > 0.5, 1.0, -1.0) * thin
     return (lw * sb.side())[:, None] * np.stack([np.zeros(len(t)), towards, np.full(len(t), -0.002)], 1)
 
 

@@ -89,6 +89,50 @@ def metric_template(raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
     return points - origin, partner
 
 
+# ---------------------------------------------------------------------- 2b. relaxed neutral
+RELAX_SMILE = 0.4  # the photo's smile, as a fraction of the model's own mouthSmile (both sides)
+LIP_MEET = 0.45  # the closed lips meet this far from the inner upper to the inner lower lip
+LIP_ROLL_IN = 0.0008  # m, the meeting line sits this far behind the lips' mean depth
+LIP_OUTER_FOLLOW = 0.8  # the outer lip contours move by this fraction of their inner partners
+CLOSE_RADIUS = 0.035  # m, skin farther than this from the lips does not move
+
+
+def neutralize(template: np.ndarray, edges: np.ndarray, partner: np.ndarray) -> np.ndarray:
+    """Relaxed neutral [468, 3] from the photo's open smile: expression = 0 is a closed, relaxed mouth.
+
+    The astronaut smiles with the lips ~1 cm apart; ARKit coefficients start from a relaxed face.
+    (a) Relax the smile: subtract `RELAX_SMILE` x the model's own mouthSmileLeft + Right (built on
+        the photo template): corners go down and inward to the closed lip line, cheeks drop.
+    (b) Close the lips: `close_lips`. The topology is unchanged: the mouth hole becomes a slit.
+    (c) Symmetrize (the mesh graph is only nearly mirror-symmetric).
+    """
+    from liftdata.head._builtin_shapes import ShapeBuilder, mouth_smile
+
+    sb = ShapeBuilder(template, edges, partner)
+    smile = mouth_smile(sb)
+    relaxed = template - RELAX_SMILE * (smile + sb.mirror(smile))
+    closed = close_lips(ShapeBuilder(relaxed, edges, partner))
+    return (closed + closed[partner] * [-1, 1, 1]) / 2
+
+
+def close_lips(sb) -> np.ndarray:  # ShapeBuilder on the relaxed template -> [V, 3]
+    """Inner lip chains meet (gap 0) at `LIP_MEET` between them, rolled in by `LIP_ROLL_IN`; the outer
+    contours follow by `LIP_OUTER_FOLLOW`; biharmonic spread over lips, chin and cheeks, zero beyond
+    `CLOSE_RADIUS` and at the eyes."""
+    from liftdata.head._builtin_shapes import (LIP_LOWER_INNER, LIP_LOWER_OUTER, LIP_UPPER_INNER,
+                                               LIP_UPPER_OUTER)
+
+    t = sb.t
+    upper, lower = np.array(LIP_UPPER_INNER[1:-1]), np.array(LIP_LOWER_INNER[1:-1])
+    meet = (1 - LIP_MEET) * t[upper] + LIP_MEET * t[lower] - [0, 0, LIP_ROLL_IN]
+    move_up, move_low = meet - t[upper], meet - t[lower]
+    outer_up, outer_low = np.array(LIP_UPPER_OUTER[1:-1]), np.array(LIP_LOWER_OUTER[1:-1])
+    handles = np.r_[upper, lower, outer_up, outer_low]
+    offsets = np.r_[move_up, move_low, LIP_OUTER_FOLLOW * move_up, LIP_OUTER_FOLLOW * move_low]
+    return t + sb.spread(handles, offsets, CLOSE_RADIUS, still=np.r_[sb.eyes, LIP_UPPER_INNER[0],
+                                                                     LIP_UPPER_INNER[-1]])
+
+
 # ---------------------------------------------------------------------- 3. triangles
 def tessellation_edges() -> np.ndarray:
     """[1322, 2] unique undirected edges of mediapipe's FACEMESH_TESSELATION (sorted)."""
@@ -173,8 +217,9 @@ def build_asset() -> dict[str, np.ndarray]:
     from liftdata.head._builtin_shapes import build_shapes
 
     raw, size = detect_landmarks()
-    template, partner = metric_template(raw, size)
+    photo, partner = metric_template(raw, size)
     edges = tessellation_edges()
+    template = neutralize(photo, edges, partner)
     faces = orient_faces(triangles_from_edges(edges), template)
     shapes = build_shapes(template, edges, partner)
     return {

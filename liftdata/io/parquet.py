@@ -75,7 +75,8 @@ class _ParquetShard:
 
     def __init__(self, log: ShardLog):
         self.log, self.filename = log, log.shard_name(len(log.records))
-        self.writer = pq.ParquetWriter(log.temp_path(self.filename), FEATURES.arrow_schema)
+        # no dictionary encoding: encoded images are unique, and a dictionary only costs time
+        self.writer = pq.ParquetWriter(log.temp_path(self.filename), FEATURES.arrow_schema, use_dictionary=False)
         self.rows: list[dict[str, Any]] = []
         self.keys: list[str] = []
         self.size = 0

@@ -11,7 +11,7 @@ single source of truth for the JSON document stored with each sample::
 
 `validate_sample` adds what JSON Schema cannot say: finite numbers, meta.head_model equal to the
 kinematics' head model, the key consistent with meta, and image members that are PNG/JPEG of
-the camera's size (read from the PNG/JPEG header; `decode=True` also decodes the pixels).
+the camera's size (read from the PNG/JPEG header; `thorough=True` also decodes the pixels).
 
 Maps are 8 bit: `shading` and `mask` grey [H, W], `normal` RGB [H, W, 3] (0.5 n + 0.5);
 float maps in [0, 1] are quantized with round(x * 255) when encoded. PNG is lossless, so
@@ -62,10 +62,17 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
-@lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
+DOCUMENT_PARTS = ("kinematics", "camera", "meta")
+
+
+@lru_cache(maxsize=8)
+def _validator(parts: tuple[str, ...] = DOCUMENT_PARTS) -> jsonschema.Draft202012Validator:
+    """Validator of the document restricted to `parts` (same schema, `$defs` and all)."""
     schema = load_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
+    if parts != DOCUMENT_PARTS:  # the other parts are checked elsewhere
+        schema = {**schema, "required": list(parts), "properties": {p: schema["properties"][p] for p in parts},
+                  "additionalProperties": True}
     return jsonschema.Draft202012Validator(schema)
 
 
@@ -110,7 +117,7 @@ def make_meta(key: str, kinematics: Kinematics, *, source: str = "captured", sub
 def encode_png(array: np.ndarray) -> bytes:  # [H, W] grey or [H, W, 3] RGB, uint8
     """Lossless PNG bytes of a uint8 grey or RGB array (cv2 wants BGR, hence the swap)."""
     if array.ndim == 3:
-        array = np.ascontiguousarray(array[..., ::-1])
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", array)
     if not ok:
         raise ValueError(f"cv2 could not encode an array of shape {array.shape} as PNG")
@@ -122,7 +129,7 @@ def decode_png(data: bytes) -> np.ndarray:
     array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
         raise ValueError("bytes do not decode as an image")
-    return np.ascontiguousarray(array[..., ::-1]) if array.ndim == 3 else array
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB) if array.ndim == 3 else array
 
 
 def image_header(data: bytes) -> tuple[str, int, int, int]:
@@ -205,7 +212,8 @@ class Sample:
         if jpeg_quality is None:
             encoded = encode_png(rgb)
         else:
-            encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])[1].tobytes()
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])[1].tobytes()
         maps = {name: None if a is None else encode_png(_to_uint8(key, name, a, _CHANNELS[name]))
                 for name, a in (("shading", shading), ("normal", normal), ("mask", mask))}
         return cls(key, encoded, kinematics, camera, meta, **maps)
@@ -285,12 +293,13 @@ def _schema_error(key: str, error: jsonschema.ValidationError) -> SampleError:
     return SampleError(key, _format_path(path), message)
 
 
-def validate_document(key: str, document: Any) -> None:
-    """Check a sample's JSON document against schema v1 and the cross-field rules."""
-    bad = _non_finite_path(document)
+def validate_document(key: str, document: Any, parts: tuple[str, ...] = DOCUMENT_PARTS) -> None:
+    """Check a sample's JSON document against schema v1 and the cross-field rules; every number
+    must be finite. `parts` restricts the schema and finiteness checks to some top-level parts."""
+    bad = _non_finite_path(document if parts == DOCUMENT_PARTS else {p: document[p] for p in parts})
     if bad is not None:
         raise SampleError(key, _format_path(bad), "not a finite number")
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
+    error = jsonschema.exceptions.best_match(_validator(parts).iter_errors(document))
     if error is not None:
         raise _schema_error(key, error)
     kin, meta = document["kinematics"], document["meta"]
@@ -328,15 +337,49 @@ def _check_members(sample: Sample, decode: bool) -> None:
                                                 f"{size[0]}x{size[1]}")
 
 
-def validate_sample(sample: Sample, decode: bool = False) -> None:
+@lru_cache(maxsize=64)
+def _typed_parts_error(n_expression: int, head_model: str, version: str, width: int, height: int) -> tuple | None:
+    """(path, problem) of the schema error of the kinematics/camera documents that `Kinematics`
+    and `Camera` objects of this signature produce, or None.
+
+    The classes fix the array shapes and the value types, and the schema bounds no float value
+    (finiteness is checked per sample), so the schema's verdict depends on this signature only:
+    validating one document per signature spares ~0.7 ms of jsonschema per sample.
+    """
+    doc = Sample("x/000000/000", b"", Kinematics.zeros(1, n_expression, head_model, version),
+                 Camera.from_fov(30.0, width, height), {}).document()
+    error = jsonschema.exceptions.best_match(_validator(("kinematics", "camera")).iter_errors(doc))
+    return None if error is None else (lambda e: (e.path, e.problem))(_schema_error("", error))
+
+
+def _check_finite_arrays(sample: Sample) -> None:
+    arrays = [(f"kinematics.{f}", getattr(sample.kinematics, f)[0]) for f in KINEMATIC_FIELDS]
+    arrays += [("camera.K", sample.camera.K), ("camera.world_to_camera", sample.camera.world_to_camera)]
+    for path, a in arrays:
+        if not np.isfinite(a).all():
+            index = "".join(f"[{i}]" for i in np.argwhere(~np.isfinite(a))[0])
+            raise SampleError(sample.key, path + index, "not a finite number")
+
+
+def validate_sample(sample: Sample, thorough: bool = False) -> None:
     """Raise `SampleError` (naming key and field) unless `sample` is a valid schema-v1 sample.
 
-    The image members are checked from their PNG/JPEG headers; `decode=True` also decodes them.
+    Fast path (writers): `meta` against the schema, the typed kinematics/camera once per
+    signature (see `_typed_parts_error`), images from their PNG/JPEG headers. `thorough=True`
+    is the slow, obvious twin: the whole document against the schema and images decoded.
     """
     parse_key(sample.key)
-    if not isinstance(sample.kinematics, Kinematics) or len(sample.kinematics) != 1:
+    k, camera = sample.kinematics, sample.camera
+    if not isinstance(k, Kinematics) or len(k) != 1:
         raise SampleError(sample.key, "kinematics", "expected a Kinematics with T=1 frame")
-    if not isinstance(sample.camera, Camera):
-        raise SampleError(sample.key, "camera", f"expected a Camera, got {type(sample.camera).__name__}")
-    validate_document(sample.key, sample.document())
-    _check_members(sample, decode)
+    if not isinstance(camera, Camera):
+        raise SampleError(sample.key, "camera", f"expected a Camera, got {type(camera).__name__}")
+    if thorough:
+        validate_document(sample.key, sample.document())
+    else:
+        error = _typed_parts_error(k.n_expression, k.head_model, k.head_model_version, camera.width, camera.height)
+        if error is not None:
+            raise SampleError(sample.key, *error)
+        _check_finite_arrays(sample)
+        validate_document(sample.key, sample.document(), parts=("meta",))
+    _check_members(sample, decode=thorough)

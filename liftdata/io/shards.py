@@ -8,8 +8,10 @@ A write into `out_dir` goes like this:
    manifest records.
 2. `skip_done(samples)` consumes the samples already stored in complete shards, checking that
    their keys are those the manifest records (a digest of the keys per shard).
-3. Each shard is written to `.{file}.tmp`, then `commit()` fsyncs, renames it to `{file}` and
-   rewrites the progress manifest. A killed write leaves only complete shards + temp files.
+3. Each shard is written to `.{file}.tmp`, then `commit()` renames it to `{file}` and rewrites
+   the progress manifest. A killed write leaves only complete shards + temp files. Shards are
+   not fsynced (like webdataset and datasets): the rename is atomic against a crashed or killed
+   process; after a power loss, check the shards against the sha256 in the manifest.
 4. `finish()` writes the dataset card `README.md` and `manifest.json`, and drops the progress
    file: a directory with `manifest.json` holds a complete dataset.
 """
@@ -269,8 +271,6 @@ class ShardLog:
     def commit(self, filename: str, keys: list[str]) -> None:
         """Make the finished temp file of shard `filename` final and record it."""
         tmp, final = self.temp_path(filename), self.out_dir / filename
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
         os.replace(tmp, final)
         self.records.append({
             "file": filename, "count": len(keys), "first_key": keys[0], "last_key": keys[-1],

@@ -5,6 +5,9 @@ Each sample is stored as the tar members `{key}.png` (or `{key}.jpg`), `{key}.sh
 document). WebDataset splits a member name at the first '.' of its basename; keys
 (`capture/000001/003`) hold no '.', so `webdataset.WebDataset(urls).decode()` gives back
 `__key__ == key`, the PNG bytes unchanged and the JSON document as a dict.
+
+Members get mtime 0 (an integer mtime also spares tarfile a PAX header per member), so the
+same samples give byte-identical shards and sha256 in the manifest.
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ class _TempShards:
         self.log.commit(Path(path).name, self.keys)
         self.file, self.keys = None, []
 
-    def abort(self) -> None:
+    def abort(self, writer: wds.ShardWriter | None) -> None:
+        """Drop the unfinished shard (complete shards stay recorded for a resume)."""
         if self.file is not None:
+            writer.tarstream.close()  # flush tarfile's buffer so nothing writes to it later
             self.file.close()
             os.unlink(self.file.name)
 
@@ -92,12 +97,12 @@ def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name
             if writer is None:
                 writer = wds.ShardWriter(str(log.out_dir / f"{name}-%06d.tar"), maxcount=max_count,
                                          maxsize=max_size, post=hooks.post, start_shard=len(log.records),
-                                         verbose=0, opener=hooks.open, encoder=False)
+                                         verbose=0, opener=hooks.open, encoder=False, mtime=0)
             writer.write(record)
             hooks.keys.append(sample.key)
             bar.update()
     except BaseException:
-        hooks.abort()
+        hooks.abort(writer)
         raise
     finally:
         bar.close()

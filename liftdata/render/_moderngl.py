@@ -165,10 +165,10 @@ def rasterize_moderngl(scene: Scene, cull_backfaces: bool = False) -> Fragments:
         p.vao.render(vertices=3 * F)
         fbo.read_into(out, components=4, dtype="f4", write_offset=t * out[0].nbytes)
     out = torch.from_numpy(out).to(scene.vertices.device)
-    face_id = out[..., 3].round().long() - 1
+    face_id = out[..., 3].long() - 1  # exact: small integers are exact in float32
     mask = face_id >= 0
-    b0, b1 = out[..., 0], out[..., 1]
-    bary = torch.stack([b0, b1, 1 - b0 - b1], -1) * mask[..., None]
+    bary = out[..., :3].clone()  # b0, b1 are 0 on the background (cleared)
+    bary[..., 2] = (1 - out[..., 0] - out[..., 1]) * mask
     return Fragments(face_id, bary, out[..., 2].contiguous(), mask)
 
 
@@ -176,12 +176,11 @@ def condition_maps_moderngl(scene: Scene, normals: Tensor, light: tuple[float, f
                             ambient: float, diffuse: float, cull_backfaces: bool = False) -> dict[str, Tensor]:
     """Shading / normal / depth / mask maps in one pass; `normals`: [T, V, 3] camera space."""
     T, W, H = scene.vertices.shape[0], scene.width, scene.height
-    faces = scene.faces.cpu()
-    z = scene.vertices[..., 2].float().cpu()
-    keep = (z[:, faces] > NEAR).all(-1)  # [T, F]
-    data = torch.cat([scene.vertices.float(), normals.float()], -1).cpu().numpy()  # [T, V, 6]
+    vertices, faces = scene.vertices.float().cpu(), scene.faces.cpu()
+    data = torch.cat([vertices, normals.float().cpu()], -1).numpy()  # [T, V, 6]
     indices = faces.int().numpy()
-    ranges = _depth_ranges(z)
+    too_near = vertices[..., 2] <= NEAR  # [T, V]
+    clipped = too_near.any(1).tolist()  # frames in which some faces are skipped
     p, fbo = _pass("maps", W, H, vbo_bytes=data[0].nbytes, ibo_bytes=indices.nbytes)
     p.program["light"].value = tuple(light)
     p.program["ambient"].value = ambient
@@ -189,11 +188,13 @@ def condition_maps_moderngl(scene: Scene, normals: Tensor, light: tuple[float, f
     _begin(get_context(), fbo, cull_backfaces)
     normal_shading = np.empty((T, H, W, 4), np.float32)
     depth = np.empty((T, H, W, 1), np.float32)
-    all_kept = keep.all(1).tolist()
+    ranges = _depth_ranges(vertices[..., 2])
+    p.ibo.write(indices)
     for t in range(T):
-        drawn = indices if all_kept[t] else indices[keep[t].numpy()]
+        drawn = indices[~too_near[t][faces].any(1).numpy()] if clipped[t] else indices
+        if clipped[t] or (t and clipped[t - 1]):
+            p.ibo.write(drawn)
         p.vbo.write(data[t])
-        p.ibo.write(drawn)
         p.program["proj"].write(_projection(scene.K[t], W, H, *ranges[t]))
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         p.vao.render(vertices=drawn.size)

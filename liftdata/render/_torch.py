@@ -49,7 +49,7 @@ def _rasterize_frame(v: Tensor, faces: Tensor, K: Tensor, height: int, width: in
 
     # z-buffer: nearest fragment per pixel, ties broken by the lowest face id
     n = height * width
-    nearest = torch.full((n,), torch.inf, dtype=v.dtype).scatter_reduce(0, pix, depth, "amax")
+    nearest = torch.full((n,), torch.inf, dtype=v.dtype).scatter_reduce(0, pix, depth, "amin")
     front = depth == nearest[pix]
     lowest = torch.full((n,), faces.shape[0], dtype=torch.long).scatter_reduce(0, pix[front], face[front], "amin")
     win = front & (face == lowest[pix])

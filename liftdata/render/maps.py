@@ -46,7 +46,7 @@ def condition_maps(vertices: Tensor | np.ndarray,  # [T, V, 3] world space
     """
     scene = prepare(vertices, faces, cameras)
     light = F.normalize(torch.tensor(light_dir, dtype=torch.float64), dim=0)
-    normals = vertex_normals(scene.vertices, scene.faces)
+    normals = vertex_normals(scene.vertices.float(), scene.faces)
     if fragments is None and resolve_backend(backend) == "moderngl":
         from liftdata.render._moderngl import condition_maps_moderngl
 

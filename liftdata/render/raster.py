@@ -171,9 +171,11 @@ def vertex_normals(vertices: Tensor,  # [T, V, 3]
                    ) -> Tensor:  # [T, V, 3]
     """Area-weighted unit vertex normals pointing outwards (zero for vertices in no face)."""
     faces = torch.as_tensor(faces, device=vertices.device).long()
-    v0, v1, v2 = (vertices[:, faces[:, i]] for i in range(3))
-    face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2 * area
-    summed = torch.zeros_like(vertices)
+    T, V = vertices.shape[:2]
+    rows = vertices.transpose(0, 1)  # [V, T, 3]: gathers and sums move whole rows
+    v0, v1, v2 = (rows.index_select(0, faces[:, i]) for i in range(3))
+    face_normals = torch.linalg.cross(v1 - v0, v2 - v0).reshape(-1, T * 3)  # length = 2 * area
+    summed = vertices.new_zeros(V, T * 3)
     for i in range(3):
-        summed.index_add_(1, faces[:, i], face_normals)
-    return torch.nn.functional.normalize(summed, dim=-1, eps=1e-20)
+        summed.index_add_(0, faces[:, i], face_normals)
+    return torch.nn.functional.normalize(summed.view(V, T, 3).transpose(0, 1), dim=-1, eps=1e-20)
