@@ -147,23 +147,15 @@ def test_axis_angle_matches_numpy_and_gradcheck(rng):
 
 
 # ---------------------------------------------------------------------- blendshapes
-def test_jaw_open_opens_the_mouth(model):
-    d = offsets(model, "jawOpen")
-    gap = posed(model, {"jawOpen": 1.0})[0, 13, 1] - posed(model, {"jawOpen": 1.0})[0, 14, 1]
-    gap0 = model.template[13, 1] - model.template[14, 1]
-    assert 0.025 <= float(gap - gap0) <= 0.032  # ~2.5-3 cm more opening at the lips
-    assert (d[LOWER_LIP_CENTRE, 1] < -0.015).all() and (d[152, 1] < -0.015)  # lower lip, chin down
-    assert np.abs(d[UPPER_LIP_CENTRE]).max() < 1e-4 and np.abs(d[EYES_AND_BROWS]).max() < 1e-6
-
-
-def eye_lids(connections, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Upper and lower lid chains of a mediapipe eye loop (without corners), paired from one corner."""
+def loop_chains(connections, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two chains (without corners) of a closed mediapipe loop between its leftmost and
+    rightmost vertices, paired from one corner; the chain through the higher vertices first."""
     nbr: dict[int, list[int]] = {}
     for i, j in connections:
         nbr.setdefault(i, []).append(j)
         nbr.setdefault(j, []).append(i)
-    eye = np.array(sorted(nbr))
-    start, end = eye[np.argmin(template[eye, 0])], eye[np.argmax(template[eye, 0])]
+    loop = np.array(sorted(nbr))
+    start, end = loop[np.argmin(template[loop, 0])], loop[np.argmax(template[loop, 0])]
     chains = []
     for first in nbr[start]:
         chain = [start, first]
@@ -174,9 +166,50 @@ def eye_lids(connections, template: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return chains[0], chains[1]
 
 
+def inner_lip_chains(template: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper and lower inner lip chains from FACEMESH_LIPS: the loop through 13 (upper) and 14."""
+    inner, grow = {13}, True
+    while grow:  # connected component of the lip edges that holds landmark 13
+        new = {v for e in FM.FACEMESH_LIPS if inner & set(e) for v in e} - inner
+        inner |= new
+        grow = bool(new)
+    upper, lower = loop_chains([e for e in FM.FACEMESH_LIPS if e[0] in inner], template)
+    return (upper, lower) if 13 in upper else (lower, upper)  # closed lips: same height
+
+
+def lip_gaps(v: np.ndarray, template: np.ndarray) -> np.ndarray:  # [V, 3] -> [9] upper y - lower y
+    upper, lower = inner_lip_chains(template)
+    return v[upper, 1] - v[lower, 1]
+
+
+def test_neutral_is_relaxed_with_closed_lips(model):
+    t = model.template.numpy()
+    upper, lower = inner_lip_chains(t)
+    assert len(upper) == len(lower) == 9 and 13 in upper and 14 in lower
+    assert np.linalg.norm(t[upper] - t[lower], axis=1).max() < 0.001  # the lips touch: a closed slit
+    line = (t[13, 1] + t[14, 1]) / 2
+    for corner in (LEFT_CORNER, RIGHT_CORNER):  # corners at the lip line, not raised in a smile
+        assert abs(t[corner, 1] - line) < 0.002
+    assert 0.05 < t[LEFT_CORNER, 0] - t[RIGHT_CORNER, 0] < 0.062  # relaxed width (the photo's smile: 64 mm)
+
+
+def test_neutral_has_no_folded_triangles(model):
+    angle, edges = dihedral_deg(model.template.numpy().astype(np.float64), model.faces)
+    assert angle.max() < 160  # closing the lips must not fold the mouth corners over
+
+
+def test_jaw_open_opens_the_mouth(model):
+    d = offsets(model, "jawOpen")
+    gap = posed(model, {"jawOpen": 1.0})[0, 13, 1] - posed(model, {"jawOpen": 1.0})[0, 14, 1]
+    assert abs(float(model.template[13, 1] - model.template[14, 1])) < 0.001  # from closed lips
+    assert 0.025 <= float(gap) <= 0.032  # ~2.5-3 cm opening at the lips
+    assert (d[LOWER_LIP_CENTRE, 1] < -0.015).all() and (d[152, 1] < -0.015)  # lower lip, chin down
+    assert np.abs(d[UPPER_LIP_CENTRE]).max() < 1e-4 and np.abs(d[EYES_AND_BROWS]).max() < 1e-6
+
+
 def test_blink_closes_the_left_eye_only(model):
     t = model.template.numpy()
-    upper, lower = eye_lids(FM.FACEMESH_LEFT_EYE, t)
+    upper, lower = loop_chains(FM.FACEMESH_LEFT_EYE, t)
     assert len(upper) == len(lower) == 7
     assert np.linalg.norm(t[upper] - t[lower], axis=1).max() > 0.004  # open at rest
     v = posed(model, {"eyeBlinkLeft": 1.0})[0].numpy()
@@ -208,7 +241,7 @@ def test_left_right_twins_are_mirror_images(model):
 
 @pytest.mark.parametrize("name, moved, axis, sign", [
     ("mouthPucker", [0, 13, 14, 17], 2, 1), ("mouthFunnel", [0, 13, 14, 17], 2, 1),
-    ("mouthStretchLeft", [LEFT_CORNER], 0, 1), ("mouthPressLeft", [312], 1, -1),
+    ("mouthStretchLeft", [LEFT_CORNER], 0, 1), ("mouthPressLeft", [267], 1, -1), ("mouthPressLeft", [314], 1, 1),
     ("mouthUpperUpLeft", [267], 1, 1), ("mouthLowerDownLeft", [314], 1, -1),
     ("jawLeft", [152, 14], 0, 1), ("mouthLeft", [0, 17], 0, 1),
     ("browInnerUp", [336, 107], 1, 1), ("browOuterUpLeft", [300], 1, 1), ("browDownLeft", [336, 300], 1, -1),
@@ -223,6 +256,50 @@ def test_shape_moves_its_region_in_its_direction(model, name, moved, axis, sign)
     if name.endswith("Left") and not name.startswith(("jaw", "mouthLeft")):
         right = {"eye": RIGHT_EYE, "bro": RIGHT_BROW, "nos": RIGHT_EYE}.get(name[:3], [RIGHT_CORNER])
         assert np.abs(d[right]).max() < 1e-4
+
+
+SEALED = ["mouthSmileLeft", "mouthFrownLeft", "mouthStretchLeft", "mouthPressLeft", "mouthPucker",
+          "mouthLeft", "jawLeft", "cheekPuff"]
+OPENING = ["jawOpen", "mouthFunnel", "mouthUpperUpLeft", "mouthLowerDownLeft"]
+
+
+@pytest.mark.parametrize("name", SEALED + OPENING)
+def test_lips_stay_closed_or_open_without_crossing(model, name):
+    t = model.template.numpy()
+    for value in (0.5, 1.0):
+        gap = lip_gaps(posed(model, {name: value})[0].numpy(), t)
+        if name in SEALED:
+            assert np.abs(gap).max() < 0.001, (value, gap)
+        else:
+            assert gap.min() > -0.0005 and gap.max() > 0.003 * value, (value, gap)
+
+
+def dihedral_deg(v: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Angle (deg) between the normals of the two triangles at each interior edge, and edge [K, 2]."""
+    by_edge: dict[tuple[int, int], list[int]] = {}
+    for f, tri in enumerate(faces):
+        for a, b in combinations(sorted(tri), 2):
+            by_edge.setdefault((a, b), []).append(f)
+    pairs = [(e, fs) for e, fs in by_edge.items() if len(fs) == 2]
+    n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    f0, f1 = np.array([fs for _, fs in pairs]).T
+    cos = np.clip((n[f0] * n[f1]).sum(1), -1, 1)
+    return np.degrees(np.arccos(cos)), np.array([e for e, _ in pairs])
+
+
+@pytest.mark.parametrize("name, centre, radius, max_deg", [
+    ("eyeBlinkLeft", 263, 0.012, 17.0),  # no crease running out from the outer eye corner
+    ("cheekPuff", None, None, 25.0),  # a smooth bump, no lumps
+])
+def test_shape_bends_the_skin_smoothly(model, name, centre, radius, max_deg):
+    t = model.template.numpy().astype(np.float64)
+    before, edges = dihedral_deg(t, model.faces)
+    after, _ = dihedral_deg(t + offsets(model, name), model.faces)
+    near = np.ones(len(edges), bool)
+    if centre is not None:
+        near = np.linalg.norm(t[edges].mean(1) - t[centre], axis=1) < radius
+    assert np.abs(after - before)[near].max() < max_deg
 
 
 def test_cheek_puff_pushes_both_cheeks_out(model):

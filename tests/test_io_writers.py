@@ -228,6 +228,15 @@ def test_incompatible_directory(tmp_path, fmt, samples):
 
 
 @pytest.mark.parametrize("fmt", WRITERS)
+def test_progress_bar_and_repeated_key(tmp_path, fmt, samples, capsys):
+    write, _ = WRITERS[fmt]
+    write(samples[:3], tmp_path / "a", expected_total=3, progress=True)
+    assert "3/3" in capsys.readouterr().err
+    with pytest.raises(SampleError, match=f"sample '{samples[1].key}': key: same key as the previous sample"):
+        write([samples[0], samples[1], samples[1]], tmp_path / "b", progress=False)
+
+
+@pytest.mark.parametrize("fmt", WRITERS)
 def test_unwritable_directory(tmp_path, fmt, samples):
     write, _ = WRITERS[fmt]
     (tmp_path / "a_file").write_text("x")

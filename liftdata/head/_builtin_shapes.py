@@ -164,14 +164,16 @@ def mouth_press(sb: ShapeBuilder, lw: np.ndarray, jw: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------- eyes, brows, nose, cheeks
 def eye_blink(sb: ShapeBuilder) -> np.ndarray:
-    """Left upper lid closes onto the lower lid (they meet at 80 % of the way down)."""
+    """Left upper lid closes onto the lower lid (they meet at 80 % of the way down). The closed lid
+    bulges forward over the eyeball (2 mm mid-lid); the eye corners come 1.2 mm forward with it and
+    the falloff is wide (18 mm), so no crease runs out from the outer corner."""
     upper, lower = np.array(LEFT_EYE_UPPER[1:-1]), np.array(LEFT_EYE_LOWER[1:-1])
     meet = 0.2 * sb.t[upper] + 0.8 * sb.t[lower]
     handles = np.r_[upper, lower, LEFT_EYE_UPPER[0], LEFT_EYE_UPPER[-1]]
-    offsets = np.r_[meet - sb.t[upper], meet - sb.t[lower], np.zeros((2, 3))]
+    offsets = np.r_[meet - sb.t[upper], meet - sb.t[lower], [[0, 0, 0.0012]] * 2]
     bulge = 0.002 * np.sin(np.linspace(0, np.pi, len(upper) + 2)[1:-1])  # the closed lid covers the eyeball
     offsets[: 2 * len(upper), 2] += np.r_[bulge, bulge]
-    return sb.spread(handles, offsets, 0.013, still=LEFT_BROW)
+    return sb.spread(handles, offsets, 0.018, still=LEFT_BROW)
 
 
 def eye_wide(sb: ShapeBuilder) -> np.ndarray:
@@ -196,12 +198,16 @@ def brow_shape(sb: ShapeBuilder, inner: float, outer: float, dy: float, dx: floa
     return sb.spread(brow, offsets, 0.025, still=sb.eyes)
 
 
-def cheek_puff(sb: ShapeBuilder, lw: np.ndarray) -> np.ndarray:
+def cheek_puff(sb: ShapeBuilder) -> np.ndarray:
+    """Both cheeks out by 1 cm: a bump with a Euclidean (not mesh-graph) smoothstep falloff, 4 cm
+    wide, faded to 0 within 12 mm of the lips, so the silhouette stays smooth."""
     t = sb.t
     normal = np.stack([t[:, 0], np.zeros(len(t)), np.full(len(t), 0.02)], 1)
     normal /= np.linalg.norm(normal, axis=1, keepdims=True)
-    centre = np.argmin(np.linalg.norm(t - [0.047, -0.04, 0.04], axis=1))
-    w = smooth_falloff(sb.geodesic[centre], 0.035) * (1 - lw)
+    centre = t[np.argmin(np.linalg.norm(t - [0.047, -0.04, 0.04], axis=1))]
+    lips = t[LIP_UPPER_OUTER + LIP_LOWER_OUTER + LIP_UPPER_INNER + LIP_LOWER_INNER]
+    to_lips = np.linalg.norm(t[:, None] - lips[None], axis=2).min(1)
+    w = smooth_falloff(np.linalg.norm(t - centre, axis=1), 0.04) * (1 - smooth_falloff(to_lips, 0.012))
     left = 0.01 * w[:, None] * normal
     return left + sb.mirror(left)
 
@@ -239,7 +245,7 @@ def build_shapes(template: np.ndarray, edges: np.ndarray, partner: np.ndarray) -
         "mouthPucker": mouth_pucker(sb, lw),
         "mouthFunnel": mouth_funnel(sb, lw, jw),
         "browInnerUp": inner_up + sb.mirror(inner_up),
-        "cheekPuff": cheek_puff(sb, lw),
+        "cheekPuff": cheek_puff(sb),
     }
     shapes = {}
     for name in EXPRESSION_ORDER:

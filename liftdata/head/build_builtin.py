@@ -9,11 +9,15 @@ Steps (deterministic; needs mediapipe, run once by maintainers, not at import ti
 2. Metric template: pixels -> right-handed model space (+x subject's left, +y up, +z out of the
    face), frontalized by fitting the plane of symmetry to mirror-partner pairs, scaled so that
    the outer eye corners are 9 cm apart, origin 9.5 cm behind the nose tip, then symmetrized.
+   This is the photo's face: an open-mouthed smile (lips ~1 cm apart, corners raised).
+2b. Relaxed neutral (`neutralize`): remove the smile and close the lips with smooth (biharmonic)
+   deformations, so that expression = 0 is a relaxed face with the mouth closed to a slit.
 3. Triangles: the 3-cliques of `FACEMESH_TESSELATION` minus the two spurious ones, oriented
    counter-clockwise seen from outside (852 triangles; boundary loops: oval 36, inner lips 20,
    eyes 16 + 16).
-4. Blendshapes: procedural offsets from mediapipe's region sets with geodesic falloffs
-   (`liftdata.head.builtin_shapes`); Right shapes are exact mirrors of the Left ones.
+4. Blendshapes: procedural offsets on the neutral template from mediapipe's region sets with
+   biharmonic / smooth falloffs (`liftdata.head._builtin_shapes`); Right shapes are exact mirrors
+   of the Left ones.
 """
 
 from __future__ import annotations
@@ -94,6 +98,8 @@ RELAX_SMILE = 0.4  # the photo's smile, as a fraction of the model's own mouthSm
 LIP_MEET = 0.45  # the closed lips meet this far from the inner upper to the inner lower lip
 LIP_ROLL_IN = 0.0008  # m, the meeting line sits this far behind the lips' mean depth
 LIP_OUTER_FOLLOW = 0.8  # the outer lip contours move by this fraction of their inner partners
+LIP_CORNER_DROP = 0.0003  # m, the inner mouth corners sink this much below their relaxed height,
+#                           so the thin corner triangles do not fold over the closed lip line
 CLOSE_RADIUS = 0.035  # m, skin farther than this from the lips does not move
 
 
@@ -117,8 +123,8 @@ def neutralize(template: np.ndarray, edges: np.ndarray, partner: np.ndarray) -> 
 
 def close_lips(sb) -> np.ndarray:  # ShapeBuilder on the relaxed template -> [V, 3]
     """Inner lip chains meet (gap 0) at `LIP_MEET` between them, rolled in by `LIP_ROLL_IN`; the outer
-    contours follow by `LIP_OUTER_FOLLOW`; biharmonic spread over lips, chin and cheeks, zero beyond
-    `CLOSE_RADIUS` and at the eyes."""
+    contours follow by `LIP_OUTER_FOLLOW`, the inner corners sink by `LIP_CORNER_DROP`; biharmonic
+    spread over lips, chin and cheeks, zero beyond `CLOSE_RADIUS` and at the eyes."""
     from liftdata.head._builtin_shapes import (LIP_LOWER_INNER, LIP_LOWER_OUTER, LIP_UPPER_INNER,
                                                LIP_UPPER_OUTER)
 
@@ -127,10 +133,11 @@ def close_lips(sb) -> np.ndarray:  # ShapeBuilder on the relaxed template -> [V,
     meet = (1 - LIP_MEET) * t[upper] + LIP_MEET * t[lower] - [0, 0, LIP_ROLL_IN]
     move_up, move_low = meet - t[upper], meet - t[lower]
     outer_up, outer_low = np.array(LIP_UPPER_OUTER[1:-1]), np.array(LIP_LOWER_OUTER[1:-1])
-    handles = np.r_[upper, lower, outer_up, outer_low]
-    offsets = np.r_[move_up, move_low, LIP_OUTER_FOLLOW * move_up, LIP_OUTER_FOLLOW * move_low]
-    return t + sb.spread(handles, offsets, CLOSE_RADIUS, still=np.r_[sb.eyes, LIP_UPPER_INNER[0],
-                                                                     LIP_UPPER_INNER[-1]])
+    corners = np.array([LIP_UPPER_INNER[0], LIP_UPPER_INNER[-1]])
+    handles = np.r_[upper, lower, outer_up, outer_low, corners]
+    offsets = np.r_[move_up, move_low, LIP_OUTER_FOLLOW * move_up, LIP_OUTER_FOLLOW * move_low,
+                    [[0, -LIP_CORNER_DROP, 0]] * 2]
+    return t + sb.spread(handles, offsets, CLOSE_RADIUS, still=sb.eyes)
 
 
 # ---------------------------------------------------------------------- 3. triangles
@@ -208,7 +215,7 @@ def boundary_loops(faces: np.ndarray) -> list[list[int]]:
 
 
 # ---------------------------------------------------------------------- 4. the asset
-JAW_MAX_ANGLE = np.deg2rad(20.0)  # jawOpen = 1 rotates the jaw by this about the +x axis
+JAW_MAX_ANGLE = np.deg2rad(22.0)  # jawOpen = 1 rotates the jaw by this about the +x axis (~2.8 cm at the lips)
 NECK_PIVOT = np.array([0.0, -0.09, -0.05])  # m, below and behind the face
 
 

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 from tqdm.auto import tqdm
 
-from liftdata.io.schema import MAP_FIELDS, Sample, validate_sample
+from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
 from liftdata.io.shards import ShardLog, WriteResult, complete_manifest
 
 __all__ = ["FEATURES", "write_parquet", "read_parquet", "sample_to_row", "sample_from_row"]
@@ -124,6 +124,8 @@ def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: s
     try:
         for sample in rest:
             validate_sample(sample)
+            if shard is not None and sample.key == shard.keys[-1]:
+                raise SampleError(sample.key, "key", "same key as the previous sample")
             shard = shard or _ParquetShard(log)
             shard.add(sample)
             if len(shard.keys) >= max_count or shard.size >= max_size:

@@ -31,8 +31,8 @@ import yaml
 
 from liftdata.io.schema import SCHEMA_VERSION, Sample
 
-__all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state", "dataset_card",
-           "MANIFEST_FILE", "PROGRESS_FILE"]
+__all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state",
+           "dataset_card", "MANIFEST_FILE", "PROGRESS_FILE"]
 
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = ".liftdata-progress.json"

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import webdataset as wds
 from tqdm.auto import tqdm
 
-from liftdata.io.schema import MAP_FIELDS, Sample, validate_sample
+from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
 from liftdata.io.shards import ShardLog, WriteResult, complete_manifest
 
 __all__ = ["write_webdataset", "read_webdataset", "sample_to_wds", "sample_from_wds"]
@@ -93,6 +93,8 @@ def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name
     try:
         for sample in rest:
             validate_sample(sample)
+            if hooks.keys and sample.key == hooks.keys[-1]:  # webdataset would merge the two
+                raise SampleError(sample.key, "key", "same key as the previous sample")
             record = sample_to_wds(sample)
             if writer is None:
                 writer = wds.ShardWriter(str(log.out_dir / f"{name}-%06d.tar"), maxcount=max_count,
