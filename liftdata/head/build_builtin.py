@@ -94,7 +94,7 @@ def metric_template(raw: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray,
 
 
 # ---------------------------------------------------------------------- 2b. relaxed neutral
-RELAX_SMILE = 0.4  # the photo's smile, as a fraction of the model's own mouthSmile (both sides)
+RELAX_SMILE = 0.5  # the photo's smile, as a fraction of the model's own mouthSmile (both sides)
 LIP_MEET = 0.45  # the closed lips meet this far from the inner upper to the inner lower lip
 LIP_ROLL_IN = 0.0008  # m, the meeting line sits this far behind the lips' mean depth
 LIP_OUTER_FOLLOW = 0.8  # the outer lip contours move by this fraction of their inner partners
