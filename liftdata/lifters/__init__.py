@@ -1,0 +1,28 @@
+"""Lifters: references (+ their conditions) and driving conditions -> new frames of the subject."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from liftdata.lifters.base import Conditions, Lifter, References, render_conditions
+from liftdata.lifters.warp import LifterInputError, WarpLifter
+
+__all__ = ["Conditions", "Lifter", "References", "render_conditions", "WarpLifter", "LifterInputError",
+           "load_lifter", "LIFTERS"]
+
+LIFTERS = ("warp", "liftavatar")
+
+
+def load_lifter(name: str = "warp", checkpoint: str | None = None, **kwargs: Any) -> Lifter:
+    """`warp` (no weights, the default) or `liftavatar` (the diffusion lifter; needs `checkpoint`)."""
+    if name == "warp":
+        if checkpoint is not None:
+            raise ValueError("the warp lifter has no checkpoint; drop --checkpoint or use --lifter liftavatar")
+        return WarpLifter(**kwargs)
+    if name == "liftavatar":
+        if checkpoint is None:
+            raise ValueError("the liftavatar lifter needs a checkpoint directory (--checkpoint PATH)")
+        from liftdata.lifters.liftavatar import LiftAvatarLifter
+
+        return LiftAvatarLifter.from_pretrained(checkpoint, **kwargs)
+    raise ValueError(f"unknown lifter {name!r}; choose one of {LIFTERS}")
