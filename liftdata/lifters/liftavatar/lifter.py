@@ -1,0 +1,90 @@
+"""`LiftAvatarLifter`: the `Lifter` protocol on top of `LiftAvatarPipeline`.
+
+Turns `References` / `Conditions` (numpy images, maps dict, `Kinematics`) into the pipeline's
+tensors: maps [N, 4, H, W] = shading + normal, coefficients [N, C] = expression, jaw, neck, eyes,
+rotation, translation. Frame sizes that are not multiples of 16 are resized for the model and
+back; clips whose length is not 4n + 1 are padded with their last driving frame and cropped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from liftdata.kinematics import KINEMATIC_FIELDS, Kinematics
+from liftdata.lifters.base import Conditions, References
+from liftdata.lifters.liftavatar.pipeline import LiftAvatarPipeline
+
+__all__ = ["LiftAvatarLifter", "pack_coefficients", "pack_maps", "coefficient_dim"]
+
+
+def coefficient_dim(n_expression: int) -> int:
+    """Width of `pack_coefficients` for a head model with `n_expression` coefficients."""
+    return n_expression + sum(w for w in KINEMATIC_FIELDS.values() if w is not None)
+
+
+def pack_coefficients(kinematics: Kinematics) -> torch.Tensor:  # [N, coefficient_dim(E)]
+    """Expression, jaw, neck, eyes, rotation, translation of each frame, concatenated."""
+    return torch.from_numpy(np.concatenate([getattr(kinematics, f) for f in KINEMATIC_FIELDS], axis=1))
+
+
+def pack_maps(maps: dict[str, torch.Tensor]) -> torch.Tensor:  # [N, 4, H, W] in [0, 1]
+    """Shading [N, H, W, 1] and normal [N, H, W, 3] maps as one channels-first tensor."""
+    return torch.cat([maps["shading"], maps["normal"]], dim=-1).permute(0, 3, 1, 2).float()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:  # [N, C, H, W] -> [N, C, *size]
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+class LiftAvatarLifter:
+    """The paper's lifter: a trained `LiftAvatarPipeline` behind `lift(references, driving)`."""
+
+    name = "liftavatar"
+    version = "1"
+
+    def __init__(self, pipeline: LiftAvatarPipeline, num_inference_steps: int = 30, guidance_scale: float = 1.0):
+        self.pipeline = pipeline
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        torch_dtype: torch.dtype | None = None, **options) -> LiftAvatarLifter:
+        """Load a pipeline saved by `liftdata train-lifter` (or `LiftAvatarPipeline.save_pretrained`)."""
+        return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype).to(device), **options)
+
+    def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:
+        """One clip: [F, H, W, 3] uint8 RGB frames at the driving camera's size."""
+        want = self.pipeline.transformer.config.coefficient_dim
+        got = coefficient_dim(references.conditions.kinematics.expression.shape[1])
+        if got != want:
+            raise ValueError(f"references/driving: kinematics pack to {got} coefficients, the checkpoint "
+                             f"expects {want} (another head model?)")
+        if len(references) == 0:
+            raise ValueError("references: need at least one reference frame")
+        n, (height, width) = len(driving), (driving.camera.height, driving.camera.width)
+        step = self.pipeline.spatial_factor * self.pipeline.transformer.config.patch_size[1]
+        size = (max(step, round(height / step) * step), max(step, round(width / step) * step))
+        factor = self.pipeline.temporal_factor
+        padded = (n - 1 + factor - 1) // factor * factor + 1
+        pad = lambda x: torch.cat([x, x[-1:].expand(padded - n, *x.shape[1:])])  # noqa: E731
+
+        images = torch.from_numpy(np.asarray(references.images)).permute(0, 3, 1, 2).float() / 255
+        out = self.pipeline(
+            references=_resize(images, size),
+            reference_maps=_resize(pack_maps(references.conditions.maps), size),
+            reference_coefficients=pack_coefficients(references.conditions.kinematics),
+            driving_maps=pad(_resize(pack_maps(driving.maps), size)),
+            driving_coefficients=pad(pack_coefficients(driving.kinematics)),
+            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+            generator=torch.Generator().manual_seed(seed)).frames[:n]
+        frames = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if (height, width) != size:
+            frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])
+        return frames

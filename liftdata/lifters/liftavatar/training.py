@@ -1,0 +1,330 @@
+"""Flow-matching training of the LiftAvatar transformer (`liftdata train-lifter CONFIG`).
+
+One step (paper section "training"; Wan / SD3 rectified flow):
+    x0 = VAE latents of a clip of F frames (precomputed), eps ~ N(0, I), sigma ~ logit-normal or shifted
+    x_t = (1 - sigma) x0 + sigma eps,           target = eps - x0,    t = 1000 sigma
+    loss = || v_theta(x_t, t | x^R, x^D) - target ||^2   on the target frames only
+with K in 1..max_references references of the same subject (each encoded alone) and independent
+dropout of the references, the driving shading maps and the driving coefficients (the null
+condition of classifier-free guidance: no references / zero maps / zero coefficients).
+
+Data: saved `Capture` directories and/or synthetic multi-identity captures. VAE latents of every
+frame (as a reference) and of every training clip are computed once before training. The text
+context is the transformer's cached empty-prompt embedding: umT5 never loads.
+
+Checkpoints: `output_dir/checkpoint-{step}/pipeline` (a `LiftAvatarPipeline` with LoRA merged, for
+`LiftAvatarLifter.from_pretrained`) and `.../state` (accelerate state, for `resume`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liftdata.lifters.liftavatar.pipeline import LiftAvatarPipeline, encode_frames
+from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel
+
+__all__ = ["TrainConfig", "ClipData", "prepare_data", "sample_batch", "flow_matching_loss", "train",
+           "save_pipeline", "load_config", "main"]
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
+NEW_MODULES = ("reference_", "driven_", "driving_")  # prefixes of the paths trained fully
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train` needs; read from a YAML/JSON file by `load_config`."""
+
+    output_dir: str
+    pretrained: str | None = None  #: our pipeline or a base Wan2.1-T2V diffusers directory
+    model: dict[str, Any] = field(default_factory=dict)  #: transformer kwargs (fresh model, or new-path options)
+    vae: dict[str, Any] = field(default_factory=dict)  #: AutoencoderKLWan kwargs when `pretrained` is None
+    captures: list[str] = field(default_factory=list)  #: `Capture.save` directories
+    synthetic_identities: int = 0  #: add this many synthetic captures (seeds synthetic_seed + i)
+    synthetic_frames: int = 32
+    synthetic_seed: int = 0
+    synthetic_motion: dict[str, Any] = field(default_factory=dict)  #: sample_kinematics options
+    size: int = 64  #: frames and maps are resized to size x size
+    num_frames: int = 9  #: pixel frames per training clip, 4n + 1
+    clip_stride: int = 4
+    max_references: int = 5  #: K is drawn from 1..max_references
+    steps: int = 1000
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    sigma_sampling: str = "logit_normal"  #: "logit_normal" or "shift"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: float = 3.0
+    dropout_references: float = 0.1
+    dropout_shading: float = 0.1
+    dropout_coefficients: float = 0.1
+    lora_rank: int = 0  #: 0 trains every weight; > 0 LoRA on attention + FFN, new encoders fully
+    lora_alpha: float | None = None  #: defaults to lora_rank
+    mixed_precision: str = "no"  #: accelerate: "no", "bf16", "fp16"
+    gradient_checkpointing: bool = False
+    gradient_accumulation_steps: int = 1
+    checkpoint_every: int = 500
+    resume: str | None = None  #: "latest" or a checkpoint directory
+    seed: int = 0
+    log_every: int = 10
+
+
+def load_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """A `TrainConfig` from YAML or JSON; unknown keys raise an error naming them."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown := sorted(set(raw) - known):
+        raise ValueError(f"{path}: unknown config keys {unknown}")
+    if "output_dir" not in raw:
+        raise ValueError(f"{path}: missing required key 'output_dir'")
+    return TrainConfig(**raw)
+
+
+# ---------------------------------------------------------------------- data
+@dataclass
+class ClipData:
+    """Precomputed tensors of one capture (size S, latent size s = S / 8, T frames)."""
+
+    frame_latents: torch.Tensor  # [z, T, s, s] every frame encoded alone (references)
+    maps: torch.Tensor  # [4, T, S, S] in [0, 1]
+    coefficients: torch.Tensor  # [T, C]
+    clip_starts: list[int]
+    clip_latents: torch.Tensor  # [n_clips, z, F', s, s]
+
+
+def _captures(cfg: TrainConfig) -> list:
+    from liftdata.capture import Capture
+    from liftdata.synthetic import make_capture
+
+    caps = [Capture.load(p) for p in cfg.captures]
+    caps += [make_capture(cfg.synthetic_seed + i, cfg.synthetic_frames, size=cfg.size, **cfg.synthetic_motion)
+             for i in range(cfg.synthetic_identities)]
+    if not caps:
+        raise ValueError("config: no training data (set captures and/or synthetic_identities)")
+    return caps
+
+
+def capture_tensors(capture, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames [T, 3, S, S] and maps [T, 4, S, S] in [0, 1], coefficients [T, C] of a capture."""
+    from liftdata.lifters.base import render_conditions
+    from liftdata.lifters.liftavatar.lifter import _resize, pack_coefficients, pack_maps
+
+    frames = torch.from_numpy(np.stack([np.asarray(f) for f in capture.frames])).permute(0, 3, 1, 2) / 255.0
+    cond = render_conditions(capture.head_model, capture.identity, capture.kinematics,
+                             capture.camera.resized(size, size))
+    return _resize(frames.float(), (size, size)), pack_maps(cond.maps), pack_coefficients(capture.kinematics)
+
+
+def prepare_data(captures: list, vae, size: int, num_frames: int, stride: int) -> list[ClipData]:
+    """VAE latents of every frame (alone) and of every clip window, once, before training."""
+    data = []
+    for cap in captures:
+        frames, maps, coefs = capture_tensors(cap, size)
+        if len(frames) < num_frames:
+            raise ValueError(f"capture {cap.capture_id!r}: {len(frames)} frames, clips need {num_frames}")
+        singles = torch.cat([encode_frames(vae, frames[i:i + 8][:, :, None]) for i in range(0, len(frames), 8)])
+        starts = list(range(0, len(frames) - num_frames + 1, stride))
+        clips = torch.cat([encode_frames(vae, frames[s:s + num_frames].permute(1, 0, 2, 3)[None]) for s in starts])
+        data.append(ClipData(singles[:, :, 0].permute(1, 0, 2, 3).cpu(), maps.permute(1, 0, 2, 3), coefs,
+                             starts, clips.cpu()))
+    return data
+
+
+def sample_batch(data: list[ClipData], cfg: TrainConfig, rng: np.random.Generator) -> dict[str, torch.Tensor | None]:
+    """One batch of clips with K references of the same subject and the step's condition dropout.
+
+    K and the dropout draws are shared by the batch (one draw per step).
+    """
+    k = int(rng.integers(1, cfg.max_references + 1))
+    drop_refs, drop_maps, drop_coefs = rng.random(3) < [cfg.dropout_references, cfg.dropout_shading,
+                                                        cfg.dropout_coefficients]
+    items = []
+    for _ in range(cfg.batch_size):
+        d = data[rng.integers(len(data))]
+        c = int(rng.integers(len(d.clip_starts)))
+        span = np.arange(d.clip_starts[c], d.clip_starts[c] + cfg.num_frames)
+        refs = rng.choice(d.frame_latents.shape[1], size=k, replace=d.frame_latents.shape[1] < k)
+        items.append(dict(x0=d.clip_latents[c], reference_latents=d.frame_latents[:, refs],
+                          reference_maps=d.maps[:, refs] * 2 - 1, reference_coefficients=d.coefficients[refs],
+                          driving_maps=d.maps[:, span] * 2 - 1, driving_coefficients=d.coefficients[span]))
+    batch = {key: torch.stack([it[key] for it in items]) for key in items[0]}
+    if drop_refs:
+        batch.update(reference_latents=None, reference_maps=None, reference_coefficients=None)
+    if drop_maps:
+        batch["driving_maps"] = torch.zeros_like(batch["driving_maps"])
+    if drop_coefs:
+        batch["driving_coefficients"] = torch.zeros_like(batch["driving_coefficients"])
+    return batch
+
+
+# ---------------------------------------------------------------------- objective
+def sample_sigmas(cfg: TrainConfig, n: int, generator: torch.Generator) -> torch.Tensor:
+    """sigma in (0, 1): logit-normal (SD3) or uniform mapped by the time shift s u / (1 + (s - 1) u)."""
+    if cfg.sigma_sampling == "logit_normal":
+        return torch.sigmoid(torch.randn(n, generator=generator) * cfg.logit_std + cfg.logit_mean)
+    if cfg.sigma_sampling == "shift":
+        u = torch.rand(n, generator=generator)
+        return cfg.shift * u / (1 + (cfg.shift - 1) * u)
+    raise ValueError(f"sigma_sampling: expected 'logit_normal' or 'shift', got {cfg.sigma_sampling!r}")
+
+
+def flow_matching_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor | None], sigmas: torch.Tensor,
+                       noise: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """MSE between the predicted velocity and eps - x0 on the target frames (the model outputs only those).
+
+    `model` may be wrapped (DDP); `dtype` is the transformer's parameter dtype.
+    """
+    x0 = batch["x0"]
+    s = sigmas.view(-1, 1, 1, 1, 1).to(x0)
+    x_t = (1 - s) * x0 + s * noise
+    conditions = {k: (v.to(dtype) if v is not None else None) for k, v in batch.items() if k != "x0"}
+    pred = model(x_t.to(dtype), (sigmas * 1000).to(x0.device, dtype), **conditions, return_dict=False)[0]
+    return F.mse_loss(pred.float(), (noise - x0).float())
+
+
+# ---------------------------------------------------------------------- model set-up
+def build_pipeline(cfg: TrainConfig) -> LiftAvatarPipeline:
+    if cfg.pretrained is not None:
+        return LiftAvatarPipeline.from_pretrained(cfg.pretrained, **cfg.model)
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+
+    torch.manual_seed(cfg.seed)
+    return LiftAvatarPipeline(LiftAvatarTransformer3DModel(**cfg.model), AutoencoderKLWan(**cfg.vae),
+                              FlowMatchEulerDiscreteScheduler(shift=cfg.shift))
+
+
+def make_trainable(model: LiftAvatarTransformer3DModel, lora_rank: int, lora_alpha: float | None) -> list:
+    """Full fine-tuning (rank 0) or LoRA on attention + FFN with the new condition paths trained fully."""
+    if lora_rank > 0:
+        from peft import LoraConfig
+
+        model.requires_grad_(False)
+        model.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha or lora_rank, target_modules=LORA_TARGETS,
+                                     init_lora_weights=True))
+        for name, p in model.named_parameters():
+            p.requires_grad_("lora_" in name or name.startswith(NEW_MODULES))
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights with any LoRA merged in, under the plain (adapter-free) names."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for m in layers:
+        m.merge()
+    state = {k.replace(".base_layer.", "."): v.detach().clone().contiguous()
+             for k, v in model.state_dict().items() if "lora_" not in k}
+    for m in layers:
+        m.unmerge()
+    return state
+
+
+def save_pipeline(pipeline: LiftAvatarPipeline, model: torch.nn.Module, directory: str | Path) -> Path:
+    """Write a loadable pipeline directory; the transformer's weights from `model` (LoRA merged)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    pipeline.vae.save_pretrained(directory / "vae")
+    pipeline.scheduler.save_pretrained(directory / "scheduler")
+    model.save_config(directory / "transformer")
+    save_file(merged_state_dict(model), directory / "transformer" / "diffusion_pytorch_model.safetensors")
+    index = {"_class_name": "LiftAvatarPipeline",
+             "transformer": [LiftAvatarTransformer3DModel.__module__, "LiftAvatarTransformer3DModel"],
+             "vae": ["diffusers", "AutoencoderKLWan"], "scheduler": ["diffusers", type(pipeline.scheduler).__name__]}
+    (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+    return directory
+
+
+def _latest_checkpoint(output_dir: Path) -> Path | None:
+    ckpts = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+# ---------------------------------------------------------------------- loop
+@dataclass
+class TrainResult:
+    losses: list[float]  #: per optimizer step
+    pipeline_dir: Path  #: the final pipeline
+    steps: int
+
+
+def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
+    """Run the flow-matching loop of `cfg`; `data` skips capture loading/encoding (tests, benchmarks)."""
+    from accelerate import Accelerator
+
+    if cfg.num_frames % 4 != 1:
+        raise ValueError(f"num_frames: must be 4n + 1, got {cfg.num_frames}")
+    out = Path(cfg.output_dir)
+    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    pipe = build_pipeline(cfg)
+    pipe.vae.to(acc.device)
+    if data is None:
+        data = prepare_data(_captures(cfg), pipe.vae, cfg.size, cfg.num_frames, cfg.clip_stride)
+    model = pipe.transformer
+    if cfg.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+    params = make_trainable(model, cfg.lora_rank, cfg.lora_alpha)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    model, optimizer = acc.prepare(model, optimizer)
+
+    start = 0
+    resume = _latest_checkpoint(out) if cfg.resume == "latest" else (Path(cfg.resume) if cfg.resume else None)
+    if resume is not None:
+        acc.load_state(str(resume / "state"))
+        start = json.loads((resume / "step.json").read_text())["step"]
+
+    losses = []
+    model.train()
+    for step in range(start, cfg.steps):
+        rng = np.random.default_rng([cfg.seed, step])  # per-step streams: resuming replays the same batches
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        batch = {k: (v.to(acc.device) if v is not None else None) for k, v in sample_batch(data, cfg, rng).items()}
+        sigmas = sample_sigmas(cfg, cfg.batch_size, gen)
+        noise = torch.randn(batch["x0"].shape, generator=gen).to(acc.device)
+        with acc.accumulate(model), acc.autocast():
+            loss = flow_matching_loss(model, batch, sigmas, noise, acc.unwrap_model(model).dtype)
+            acc.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+        losses.append(loss.detach().item())
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            acc.print(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f}")
+        if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and acc.is_main_process:
+            _checkpoint(acc, pipe, model, out / f"checkpoint-{step + 1}", step + 1)
+    final = save_pipeline(pipe, acc.unwrap_model(model), out / "final") if acc.is_main_process else out / "final"
+    return TrainResult(losses, final, cfg.steps)
+
+
+def _checkpoint(acc, pipe: LiftAvatarPipeline, model, directory: Path, step: int) -> None:
+    acc.save_state(str(directory / "state"))
+    save_pipeline(pipe, acc.unwrap_model(model), directory / "pipeline")
+    (directory / "step.json").write_text(json.dumps({"step": step}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`liftdata train-lifter CONFIG [--output-dir D] [--steps N] [--resume latest|DIR]`."""
+    parser = argparse.ArgumentParser(prog="liftdata train-lifter", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="YAML or JSON file with TrainConfig fields")
+    parser.add_argument("--output-dir", dest="output_dir")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--resume", help="'latest' or a checkpoint directory")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps, resume=args.resume)
+    result = train(cfg)
+    final = np.mean(result.losses[-10:]) if result.losses else math.nan
+    print(f"trained {result.steps} steps; final loss {final:.4f}; pipeline at {result.pipeline_dir}")
+    return 0
