@@ -1,0 +1,15 @@
+"""Tracking: a monocular video (or images) -> per-frame kinematics of a head model (`Capture`).
+
+Pipeline: decode (`decode`: PyAV or OpenCV, rotation metadata respected) -> mediapipe 0.10.14 face
+mesh, 478 points (`landmarks`) -> a batched fit of pose, expression, identity and focal length
+over all frames with priors and temporal terms (`fit`) -> `Capture` with per-frame quality
+(`landmark_residual` in pixels, `face_found`). Needs the `track` extra (mediapipe, av).
+"""
+
+from liftdata.track.decode import TrackingError, read_images, read_video
+from liftdata.track.fit import FitConfig, fit_landmarks
+from liftdata.track.landmarks import Landmarks, detect_landmarks
+from liftdata.track.pipeline import overlay, track_frames, track_images, track_video
+
+__all__ = ["track_video", "track_images", "track_frames", "overlay", "TrackingError", "read_video", "read_images",
+           "detect_landmarks", "Landmarks", "fit_landmarks", "FitConfig"]

@@ -1,0 +1,327 @@
+"""Fitting a head model to detected landmarks: all frames at once, batched, in torch.
+
+Unknowns: per frame the head `rotation` and `translation`, `expression` (kept inside the model's
+prior bounds by projected Adam) and, for models that use them (FLAME), `jaw` and `eyes`; per clip
+one identity (builtin: template offsets [V, 3]; FLAME: shape betas) and one focal length.
+`neck` stays zero (the global rotation carries the head pose).
+
+Camera convention: `Camera.frontal(fov, W, H, distance)`: world = head-model space (+y up, +z out
+of the face), the OpenCV camera sits on the +z axis at `distance` metres looking at the origin,
+principal point at the image centre, square pixels; only the focal length is fitted. A head at
+`translation` z has depth `distance - z`.
+
+Energy (mean over frames; landmark residuals in percent of the face size, so the weights do not
+depend on the image resolution):
+
+    E = sum_found  w_l |proj(landmark_l) - detected_l|^2 / sum w      (lips, eyes up-weighted)
+      + w_expr (e - mu)^T Sigma^-1 (e - mu)                               (`expression_prior()`)
+      + identity prior (builtin: |L offsets|^2 Laplacian + |offsets|^2; FLAME: |betas|^2)
+        (builtin offsets have their rigid part, 3 translations + 3 small rotations, projected out:
+        the head pose carries it, so pose and identity do not trade a constant tilt)
+      + w_jaw |jaw|^2 + w_eyes |eyes|^2
+      + temporal: |d2 rotation|^2 (deg), |d2 translation|^2 (cm), |d1 expression|^2
+
+Stages: (1) rigid init: per-frame PnP against the neutral template (OpenCV), neutral expression;
+(2) rigid refine of pose and focal; (3) all unknowns jointly over the whole clip (the "global
+passes": every Adam step sees every frame). Frames without a face are excluded from the landmark
+term; they are initialised by linear interpolation and then held by the temporal terms.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from liftdata.head.base import HeadModel, neutral_kinematics
+from liftdata.head.builtin import BuiltinHeadModel
+from liftdata.head.lbs import axis_angle_to_matrix
+from liftdata.kinematics import Camera, Kinematics
+from liftdata.track.landmarks import Landmarks
+
+__all__ = ["FitConfig", "FitResult", "fit_landmarks", "BuiltinFastLandmarks", "mesh_laplacian",
+           "LIPS", "EYES", "FACE_OVAL"]
+
+# mediapipe face-mesh regions (from mediapipe's face_mesh_connections)
+LIPS = [0, 13, 14, 17, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 146, 178, 181, 185, 191, 267,
+        269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 375, 402, 405, 409, 415]
+EYES = [249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466,
+        7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246]
+FACE_OVAL = [10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176, 234, 251,
+             284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454]
+_FLIP = torch.tensor([1.0, -1.0, -1.0])  # world (model space) -> OpenCV camera axes
+
+
+@dataclass
+class FitConfig:
+    """Weights, budgets and the camera prior of `fit_landmarks`.
+
+    The prior weights on jaw, eyes and shape follow VHAP's; the temporal weights were tuned on
+    synthetic captures and on a real photo moved in-plane at 2 Hz.
+    """
+
+    #: Initial vertical field of view. The focal length is then fitted, but landmarks of a face
+    #: at arm's length constrain it only weakly: a wrong value mostly moves the head in depth
+    #: (translation z) while images, rotations and expressions stay nearly the same. Pass the
+    #: real field of view when it is known.
+    fov_y_deg: float = 24.0
+    distance: float = 0.55  #: camera distance of `Camera.frontal` in metres
+    rigid_iters: int = 10  #: Adam steps on pose + focal (after the PnP init)
+    iters: int = 60  #: Adam steps on everything
+    lr: float = 0.02  #: base learning rate (per-group scales below), decayed linearly to 5%
+    lips_weight: float = 3.0
+    eyes_weight: float = 3.0
+    oval_weight: float = 0.5
+    other_weight: float = 1.0  #: all other face-mesh points
+    expression_prior: float = 0.01
+    identity_laplacian: float = 3e4  #: builtin: |L offsets|^2, offsets in metres
+    identity_magnitude: float = 3e2  #: builtin: |offsets|^2 in metres (per vertex, mean)
+    shape_prior: float = 0.03  #: FLAME: |betas|^2
+    jaw_prior: float = 0.3
+    eyes_prior: float = 0.03
+    smooth_rotation: float = 0.1  #: |second difference of rotation in degrees|^2
+    smooth_translation: float = 0.1  #: |second difference of translation in cm|^2
+    smooth_expression: float = 1.0  #: |first difference of expression|^2 (Mahalanobis-free)
+
+
+@dataclass
+class FitResult:
+    kinematics: Kinematics
+    camera: Camera
+    identity: np.ndarray
+    residual: np.ndarray  #: [T] mean landmark distance in pixels (NaN where no face was found)
+
+
+def mesh_laplacian(faces: np.ndarray, n_vertices: int) -> torch.Tensor:  # [V, V]
+    """Uniform graph Laplacian L = I - D^-1 A of a triangle mesh (dense; small meshes)."""
+    a = np.zeros((n_vertices, n_vertices), np.float32)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        a[faces[:, i], faces[:, j]] = a[faces[:, j], faces[:, i]] = 1
+    deg = np.maximum(a.sum(1, keepdims=True), 1)
+    return torch.as_tensor(np.eye(n_vertices, dtype=np.float32) - a / deg)
+
+
+class BuiltinFastLandmarks:
+    """Fast twin of `BuiltinHeadModel.vertices` (neck = 0): landmarks in a permuted vertex order.
+
+    The jawOpen rotation touches only vertices with a jaw weight > 0; storing them last lets the
+    forward pass rotate a contiguous slice. `order[i]` is the model vertex at position i.
+    """
+
+    def __init__(self, model: BuiltinHeadModel):
+        w = model.jaw_weights.numpy()
+        self.order = np.r_[np.flatnonzero(w <= 0), np.flatnonzero(w > 0)]
+        self.n_rigid = int((w <= 0).sum())
+        self.template = model.template[self.order]
+        self.basis = model.basis[:, self.order].reshape(model.n_expression, -1)  # [E, V*3]
+        self.jaw_w = model.jaw_weights[self.order][self.n_rigid:, None]  # [J, 1]
+        self.pivot = model.jaw_pivot
+        self.max_angle = model.jaw_max_angle
+        self.jaw_index = model.expression_names.index("jawOpen")
+
+    def __call__(self, identity: torch.Tensor,  # [V, 3] template offsets, model order
+                 expression: torch.Tensor,  # [T, E]
+                 rotation: torch.Tensor,  # [T, 3]
+                 translation: torch.Tensor,  # [T, 3]
+                 ) -> torch.Tensor:  # [T, V, 3] world points in `order`
+        t = len(expression)
+        v = (self.template + identity[self.order]).reshape(1, -1) + expression @ self.basis
+        v = v.reshape(t, -1, 3)
+        rigid, jaw = v[:, :self.n_rigid], v[:, self.n_rigid:]
+        angle = (expression[:, self.jaw_index] * self.max_angle)[:, None]  # rotation about +x
+        c, s = torch.cos(angle), torch.sin(angle)
+        y, z = jaw[..., 1] - self.pivot[1], jaw[..., 2] - self.pivot[2]
+        rot = torch.stack([jaw[..., 0], c * y - s * z + self.pivot[1], s * y + c * z + self.pivot[2]], -1)
+        v = torch.cat([rigid, jaw + self.jaw_w * (rot - jaw)], 1)
+        return v @ axis_angle_to_matrix(rotation).transpose(-1, -2) + translation[:, None]
+
+
+def rigid_free_basis(points: np.ndarray) -> torch.Tensor:  # [V, 3] -> [V*3, 6]
+    """Orthonormal basis of the infinitesimal rigid motions (3 translations, 3 rotations) of `points`.
+
+    Template offsets along these directions only move or turn the whole face, which the head pose
+    already does; removing them from the identity fixes that gauge freedom.
+    """
+    c = points - points.mean(0)
+    cols = [np.tile(np.eye(3)[i], (len(points), 1)) for i in range(3)]
+    cols += [np.cross(np.eye(3)[i], c) for i in range(3)]
+    q, _ = np.linalg.qr(np.stack([x.ravel() for x in cols], 1))
+    return torch.as_tensor(q, dtype=torch.float32)
+
+
+def _project(points: torch.Tensor, focal: torch.Tensor, distance: float, width: int, height: int) -> torch.Tensor:
+    """[T, L, 3] world points -> [T, L, 2] pixels through `Camera.frontal` with focal `focal`."""
+    cam = points * _FLIP.to(points)
+    z = cam[..., 2:] + distance
+    return cam[..., :2] / z * focal + torch.tensor([(width - 1) / 2, (height - 1) / 2]).to(points)
+
+
+def _interpolate_missing(x: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """Fill rows where `found` is False by linear interpolation (constant at the ends)."""
+    t = np.arange(len(x))
+    return np.stack([np.interp(t, t[found], x[found, j]) for j in range(x.shape[1])], 1)
+
+
+def _rigid_init(template_lmk: np.ndarray, points: np.ndarray, found: np.ndarray, focal: float,
+                distance: float, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame PnP of the neutral template: rotation, translation [T, 3] in our convention."""
+    k = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+    flip = np.diag([1.0, -1.0, -1.0])
+    rot, trans = np.zeros((len(points), 3)), np.zeros((len(points), 3))
+    obj = template_lmk.astype(np.float64)
+    for t in np.flatnonzero(found):
+        ok, rvec, tvec = cv2.solvePnP(obj, points[t].astype(np.float64), k, None, flags=cv2.SOLVEPNP_EPNP)
+        ok, rvec, tvec = cv2.solvePnP(obj, points[t].astype(np.float64), k, None, rvec, tvec, True,
+                                      flags=cv2.SOLVEPNP_ITERATIVE)
+        r_cv = cv2.Rodrigues(rvec)[0]  # x_cam = R_cv x + t_cv = F (R x + t) + [0, 0, d]
+        rot[t] = cv2.Rodrigues(flip @ r_cv)[0].ravel()
+        trans[t] = flip @ (tvec.ravel() - [0, 0, distance])
+    return _interpolate_missing(rot, found), _interpolate_missing(trans, found)
+
+
+class _Energy:
+    """The fitting energy of one clip (see the module docstring); `__call__(params) -> terms`."""
+
+    def __init__(self, model: HeadModel, lmk: Landmarks, cfg: FitConfig):
+        self.model, self.cfg = model, cfg
+        self.width, self.height = lmk.width, lmk.height
+        self.fast = BuiltinFastLandmarks(model) if isinstance(model, BuiltinHeadModel) else None
+        mp_index = np.asarray(model.landmark_mediapipe_index)
+        if self.fast is not None:
+            mp_index = mp_index[self.fast.order]  # builtin landmarks are its vertices, permuted
+        weights = np.full(len(mp_index), cfg.other_weight, np.float32)
+        weights[np.isin(mp_index, LIPS)] = cfg.lips_weight
+        weights[np.isin(mp_index, EYES)] = cfg.eyes_weight
+        weights[np.isin(mp_index, FACE_OVAL)] = cfg.oval_weight
+        self.weights = torch.as_tensor(weights / weights.sum())
+        self.found = torch.as_tensor(lmk.found)
+        self.target = torch.as_tensor(np.nan_to_num(lmk.points[:, mp_index]))  # [T, L, 2]
+        self.mp_index = mp_index
+        pts = lmk.points[lmk.found][:, mp_index]
+        self.face_px = float(np.median(np.linalg.norm(np.ptp(pts, axis=1), axis=-1)))  # bbox diagonal
+        prior = model.expression_prior()
+        self.prior_mean = torch.as_tensor(prior.mean, dtype=torch.float32)
+        self.prior_prec = torch.as_tensor(np.linalg.inv(prior.covariance), dtype=torch.float32)
+        self.lower = torch.as_tensor(prior.lower, dtype=torch.float32)
+        self.upper = torch.as_tensor(prior.upper, dtype=torch.float32)
+        self.uses_jaw_eyes = not isinstance(model, BuiltinHeadModel)
+        self.offsets = model.neutral_identity().ndim == 2  # builtin-style template offsets
+        if self.offsets:
+            self.laplacian = mesh_laplacian(np.asarray(model.faces), model.neutral_identity().shape[0])
+            with torch.no_grad():
+                rest = model.vertices(model.neutral_identity(), neutral_kinematics(model, 1))[0]
+            self.rigid = rigid_free_basis(rest.numpy().astype(np.float64))
+
+    def identity(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The identity without its rigid part (template offsets) or as is (betas)."""
+        x = p["identity"]
+        if not self.offsets:
+            return x
+        flat = x.reshape(-1)
+        return (flat - self.rigid @ (self.rigid.T @ flat)).reshape(x.shape)
+
+    def landmarks_world(self, p: dict[str, torch.Tensor]) -> torch.Tensor:  # [T, L, 3]
+        if self.fast is not None:
+            return self.fast(self.identity(p), p["expression"], p["rotation"], p["translation"])
+        return self.model.landmarks(self.model.vertices(self.identity(p), self.kinematics_tensors(p)))
+
+    def kinematics_tensors(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        t = len(p["rotation"])
+        zeros = lambda w: torch.zeros(t, w)  # noqa: E731
+        return {"expression": p["expression"], "rotation": p["rotation"], "translation": p["translation"],
+                "neck": zeros(3), "jaw": p.get("jaw", zeros(3)), "eyes": p.get("eyes", zeros(6))}
+
+    def project(self, p: dict[str, torch.Tensor]) -> torch.Tensor:  # [T, L, 2] pixels
+        return _project(self.landmarks_world(p), p["log_focal"].exp(), self.cfg.distance, self.width, self.height)
+
+    def __call__(self, p: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        cfg, found = self.cfg, self.found
+        r = (self.project(p) - self.target) * (100.0 / self.face_px)  # percent of the face size
+        lmk = ((r * r).sum(-1) * self.weights).sum(-1)
+        terms = {"landmarks": (lmk * found).sum() / found.sum()}
+        d = p["expression"] - self.prior_mean
+        terms["expression"] = cfg.expression_prior * ((d @ self.prior_prec) * d).sum(-1).mean()
+        ident = self.identity(p)
+        if self.offsets:
+            terms["identity"] = (cfg.identity_laplacian * (self.laplacian @ ident).square().sum(-1).mean()
+                                 + cfg.identity_magnitude * ident.square().sum(-1).mean())
+        else:
+            terms["identity"] = cfg.shape_prior * ident.square().sum()
+        if self.uses_jaw_eyes:
+            terms["jaw_eyes"] = (cfg.jaw_prior * p["jaw"].square().sum(-1).mean()
+                                 + cfg.eyes_prior * p["eyes"].square().sum(-1).mean())
+        if len(found) > 2:
+            d2 = lambda x: (x[2:] - 2 * x[1:-1] + x[:-2]).square().sum(-1).mean()  # noqa: E731
+            terms["temporal"] = (cfg.smooth_rotation * d2(torch.rad2deg(p["rotation"]))
+                                 + cfg.smooth_translation * d2(100 * p["translation"])
+                                 + cfg.smooth_expression * (p["expression"][1:] - p["expression"][:-1])
+                                 .square().sum(-1).mean())
+        return terms
+
+
+def _adam(energy: _Energy, params: dict[str, torch.Tensor], names: list[str], iters: int, lr: float,
+          desc: str, progress: bool) -> None:
+    """Projected Adam on `params[names]` (in place), learning rate decayed linearly to 5%.
+
+    Written out (a few lines) rather than `torch.optim.Adam`, whose first use imports
+    torch._dynamo (~2 s, as long as the whole fit).
+    """
+    from tqdm.auto import tqdm
+
+    scale = {"rotation": 0.5, "translation": 0.05, "expression": 1.0, "jaw": 0.5, "eyes": 0.5,
+             "identity": 0.05 if energy.offsets else 1.0, "log_focal": 0.5}
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m = {n: torch.zeros_like(params[n]) for n in names}
+    v = {n: torch.zeros_like(params[n]) for n in names}
+    for n in names:
+        params[n].requires_grad_(True)
+    for i in tqdm(range(iters), desc=desc, disable=not progress, leave=False):
+        grads = torch.autograd.grad(sum(energy(params).values()), [params[n] for n in names])
+        step = lr * (1.0 - 0.95 * i / max(iters, 1)) * math.sqrt(1 - b2 ** (i + 1)) / (1 - b1 ** (i + 1))
+        with torch.no_grad():
+            for n, g in zip(names, grads):
+                m[n].mul_(b1).add_(g, alpha=1 - b1)
+                v[n].mul_(b2).addcmul_(g, g, value=1 - b2)
+                params[n].addcdiv_(m[n], v[n].sqrt().add_(eps), value=-step * scale[n])
+            params["expression"].clamp_(energy.lower, energy.upper)
+    for n in names:
+        params[n].requires_grad_(False)
+
+
+def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None,
+                  progress: bool = True) -> FitResult:
+    """Fit `model` to the landmarks of a clip (see the module docstring)."""
+    cfg = cfg or FitConfig()
+    energy = _Energy(model, lmk, cfg)
+    t = len(lmk.found)
+    neutral = neutral_kinematics(model, 1)
+    with torch.no_grad():
+        template = model.landmarks(model.vertices(model.neutral_identity(), neutral))[0].numpy()
+    focal = 0.5 * lmk.height / math.tan(math.radians(cfg.fov_y_deg) / 2)
+    rot, trans = _rigid_init(template, lmk.points[:, model.landmark_mediapipe_index], lmk.found, focal,
+                             cfg.distance, lmk.width, lmk.height)
+    f32 = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32).clone()  # noqa: E731
+    params = {"rotation": f32(rot), "translation": f32(trans),
+              "expression": f32(np.repeat(neutral.expression, t, 0)),
+              "identity": model.neutral_identity().float().clone(), "log_focal": f32(math.log(focal))}
+    if energy.uses_jaw_eyes:
+        params["jaw"], params["eyes"] = torch.zeros(t, 3), torch.zeros(t, 6)
+    _adam(energy, params, ["rotation", "translation", "log_focal"], cfg.rigid_iters, cfg.lr, "fit (rigid)", progress)
+    _adam(energy, params, [n for n in params if n != "log_focal"] + ["log_focal"], cfg.iters, cfg.lr, "fit", progress)
+    return _result(energy, params, model, lmk)
+
+
+def _result(energy: _Energy, p: dict[str, torch.Tensor], model: HeadModel, lmk: Landmarks) -> FitResult:
+    with torch.no_grad():
+        uv = energy.project(p)
+        residual = (uv - energy.target).norm(dim=-1).mean(-1).numpy()
+    residual[~lmk.found] = np.nan
+    k = energy.kinematics_tensors(p)
+    kin = Kinematics(**{n: v.detach().numpy() for n, v in k.items()}, head_model=model.name,
+                     head_model_version=model.version)
+    fov = math.degrees(2 * math.atan(0.5 * lmk.height / float(p["log_focal"].exp())))
+    camera = Camera.frontal(fov, lmk.width, lmk.height, energy.cfg.distance)
+    return FitResult(kin, camera, energy.identity(p).detach().numpy(), residual.astype(np.float32))

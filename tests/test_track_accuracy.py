@@ -1,0 +1,167 @@
+"""Tracking accuracy against ground truth (synthetic captures -> mp4 -> track_video) and on a real photo.
+
+Metrics (printed; run with -s to see them):
+* rotation: geodesic angle between the ground-truth and fitted head rotation. Both captures use
+  `Camera.frontal` (world = head-model space), so rotations compare directly, except for one
+  gauge: the rigid part of the ground-truth identity (its template offsets contain a small
+  rotation, 0.5-3 deg, found by Procrustes against the template) is indistinguishable from head
+  pose, and the tracker's identity has no rigid part by construction, so the ground truth is
+  compared as R_gt @ R_identity. "relative" additionally removes the clip-constant rotation offset.
+* expression MAE on the builtin model's [0, 1] scale.
+* translation: head position in camera space, image-plane (x, y) and depth errors in cm (depth
+  only printed: it follows the initial field of view, which here equals the true one).
+* reprojection: fitted model landmarks vs ground-truth model landmarks, projected, in pixels.
+
+Measured (seeds 0 and 1, 48 frames, 256^2): rotation 4.6 / 5.1 deg, of which a constant pitch
+offset of 3.0 / 4.9 deg (relative rotation 0.8 / 2.0 deg), expression MAE 0.074 / 0.077,
+reprojection 4.4 / 3.5 px, translation (x, y) 0.2 / 0.6 cm. Of the issue's targets, expression
+(<= 0.08) is met; rotation (<= 1.5 deg) and reprojection (<= 2 px) are NOT: mediapipe's landmarks
+on these renders carry a systematic per-point bias of ~3.5 px (median; ~1.2 px after removing the
+per-point mean) that even a PnP with the exact ground-truth 3D shape turns into a 3-4 deg pitch
+error. With exact (ground-truth projected) landmarks the same fit reaches rotation 0.9 / 1.6 deg and
+reprojection 0.3 / 0.4 px (asserted below): the bottleneck is the detector, not the fit. The
+asserts are the measured values plus a margin.
+"""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from liftdata.capture import Capture
+from liftdata.head.base import neutral_kinematics
+from liftdata.synthetic import make_capture, write_video
+from liftdata.track import Landmarks, fit_landmarks, overlay, track_images, track_video
+
+N_FRAMES, SIZE = 48, 256
+
+
+def identity_rotation(model, identity) -> np.ndarray:  # [3, 3]
+    """The rotation that best aligns the template to the neutral face of `identity` (Procrustes)."""
+    with torch.no_grad():
+        a = model.vertices(model.neutral_identity(), neutral_kinematics(model))[0].numpy()
+        b = model.vertices(torch.as_tensor(identity), neutral_kinematics(model))[0].numpy()
+    u, _, vt = np.linalg.svd((b - b.mean(0)).T @ (a - a.mean(0)))
+    return u @ vt
+
+
+def metrics(gt, fitted) -> dict[str, float]:
+    model = gt.head_model
+    r_gt = Rotation.from_rotvec(gt.kinematics.rotation) * Rotation.from_matrix(identity_rotation(model, gt.identity))
+    rel = r_gt.inv() * Rotation.from_rotvec(fitted.kinematics.rotation)
+    angle = np.degrees(rel.magnitude())
+    offset = Rotation.from_rotvec(rel.as_rotvec().mean(0))
+    relative = np.degrees((rel * offset.inv()).magnitude())
+    cam_pos = lambda c: c.kinematics.translation @ c.camera.world_to_camera[:3, :3].T + c.camera.world_to_camera[:3, 3]  # noqa: E731
+    dt = (cam_pos(gt) - cam_pos(fitted)) * 100
+    with torch.no_grad():
+        p_gt = gt.camera.project(model.vertices(torch.as_tensor(gt.identity), gt.kinematics).numpy())[..., :2]
+        p_fit = fitted.camera.project(model.vertices(torch.as_tensor(fitted.identity), fitted.kinematics).numpy())[..., :2]
+    return {"rotation_deg": float(angle.mean()), "rotation_relative_deg": float(relative.mean()),
+            "pitch_offset_deg": float(np.degrees(rel.as_rotvec().mean(0))[0]),
+            "expression_mae": float(np.abs(gt.kinematics.expression - fitted.kinematics.expression).mean()),
+            "translation_xy_cm": float(np.linalg.norm(dt[:, :2], axis=1).mean()),
+            "translation_z_cm": float(np.abs(dt[:, 2]).mean()),
+            "reprojection_px": float(np.linalg.norm(p_gt - p_fit, axis=-1).mean()),
+            "residual_px": float(np.nanmean(fitted.landmark_residual))}
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = []
+    for seed in (0, 1):
+        gt = make_capture(seed, n_frames=N_FRAMES, size=SIZE)
+        path = write_video(gt, tmp_path_factory.mktemp("video") / f"synthetic{seed}.mp4")
+        out.append((gt, track_video(path, progress=False)))
+    return out
+
+
+def test_accuracy_on_synthetic_video(synthetic):
+    for gt, fitted in synthetic:
+        m = metrics(gt, fitted)
+        print(gt.capture_id, {k: round(v, 3) for k, v in m.items()})
+        assert fitted.face_found.all() and len(fitted) == N_FRAMES
+        assert m["residual_px"] < 1.5  # the model follows the detected landmarks
+        assert m["rotation_deg"] < 6.5  # target 1.5: NOT met (detector bias, see module docstring)
+        assert m["rotation_relative_deg"] < 2.5
+        assert m["expression_mae"] < 0.08  # target 0.08: met
+        assert m["reprojection_px"] < 5.5  # target 2 px: NOT met
+        assert m["translation_xy_cm"] < 1.5
+        # No focal / depth assert: the default initial field of view (24 deg) equals the synthetic
+        # camera's and landmarks barely move it (see FitConfig.fov_y_deg), so it would prove nothing.
+
+
+def test_frames_without_face_are_flagged_and_interpolated(synthetic, tmp_path):
+    gt, tracked = synthetic[0]
+    frames = np.array([gt.frames[i] for i in range(len(gt))])
+    lost = [20, 21, 22]
+    frames[lost] = 128  # blank grey frames: no face
+    video = write_video(type(gt)(frames=frames, kinematics=gt.kinematics, camera=gt.camera, identity=gt.identity,
+                                 head_model=gt.head_model), tmp_path / "gaps.mp4")
+    fitted = track_video(video, progress=False)
+    np.testing.assert_array_equal(np.flatnonzero(~fitted.face_found), lost)
+    assert np.isnan(fitted.landmark_residual[lost]).all()
+    # the gap is bridged: close to the capture tracked without the gap
+    gap = Rotation.from_rotvec(fitted.kinematics.rotation[lost]).inv() * Rotation.from_rotvec(
+        tracked.kinematics.rotation[lost])
+    assert np.degrees(gap.magnitude()).max() < 2.0
+    assert np.abs(fitted.kinematics.expression[lost] - tracked.kinematics.expression[lost]).mean() < 0.1
+
+
+def test_fit_reaches_targets_with_exact_landmarks(synthetic):
+    """The fit alone, fed the ground-truth projected landmarks of the same captures."""
+    for gt, _ in synthetic:
+        model = gt.head_model
+        with torch.no_grad():
+            uv = gt.camera.project(model.vertices(torch.as_tensor(gt.identity), gt.kinematics).numpy())[..., :2]
+        points = np.concatenate([uv, np.zeros((len(uv), 10, 2))], 1).astype(np.float32)
+        lmk = Landmarks(points, np.zeros(points.shape[:2], np.float32), np.ones(len(uv), bool), SIZE, SIZE)
+        fit = fit_landmarks(lmk, model, progress=False)
+        fitted = type(gt)(frames=gt.frames, kinematics=fit.kinematics, camera=fit.camera, identity=fit.identity,
+                          head_model=model, landmark_residual=fit.residual)
+        m = metrics(gt, fitted)
+        print("exact landmarks", gt.capture_id, {k: round(v, 3) for k, v in m.items()})
+        assert m["reprojection_px"] < 0.6
+        assert m["rotation_deg"] < 2.0  # some identity/pose ambiguity of landmark-only fitting remains
+        assert m["expression_mae"] < 0.085
+
+
+def _astronaut_clip(path, n=12):
+    from skimage.data import astronaut
+
+    img = astronaut()
+    frames = []
+    for i in range(n):
+        a = 4.0 * np.sin(2 * np.pi * i / n)
+        m = cv2.getRotationMatrix2D((240.0, 150.0), a, 1.0)
+        m[:, 2] += (3.0 * i - 15.0, 2.0 * np.cos(2 * np.pi * i / n))
+        frames.append(cv2.warpAffine(img, m, (512, 512), borderMode=cv2.BORDER_REFLECT))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (512, 512))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_real_photo_and_clip(tmp_path):
+    from skimage.data import astronaut
+
+    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR))
+    photo = track_images(tmp_path / "astronaut.png", progress=False)
+    assert photo.face_found.all() and photo.landmark_residual[0] < 2.0
+    back = Capture.load(photo.save(tmp_path / "saved"))  # a tracked capture saves and loads
+    assert back.kinematics.equals(photo.kinematics) and np.array_equal(back.frames[0], astronaut())
+    clip = track_video(_astronaut_clip(tmp_path / "astronaut.mp4"), progress=False)
+    print("astronaut residual px", photo.landmark_residual, clip.landmark_residual.round(2))
+    assert clip.face_found.all() and np.nanmax(clip.landmark_residual) < 3.0
+    # The photo turns counter-clockwise (as displayed) by 4 sin(2 pi i / 12) deg: a positive rotation
+    # about the model's +z axis (towards the camera). Regress the fitted roll on [1, i, sin, cos].
+    roll = np.degrees(Rotation.from_rotvec(clip.kinematics.rotation).as_euler("xyz")[:, 2])
+    i = np.arange(12)
+    basis = np.stack([np.ones(12), i, np.sin(2 * np.pi * i / 12), np.cos(2 * np.pi * i / 12)], 1)
+    coef = np.linalg.lstsq(basis, roll, rcond=None)[0]
+    print("roll regression [offset, trend, sin, cos]", coef.round(2))
+    assert 3.0 < coef[2] < 5.0 and abs(coef[3]) < 1.0
+    grid = overlay(clip, tmp_path / "overlay.png", frames=[0, 3, 6, 9])
+    assert grid.shape == (512, 2048, 3) and (tmp_path / "overlay.png").is_file()
