@@ -15,6 +15,7 @@ On disk (`Capture.save(dir)`)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import numpy as np
 
 from liftdata.kinematics import Camera, Kinematics
 
-__all__ = ["Capture", "FrameSource", "ImageFolderFrames", "CaptureError"]
+__all__ = ["Capture", "FrameSource", "ImageFolderFrames", "ResizedFrames", "CaptureError"]
 
 CAPTURE_FORMAT_VERSION = 1
 
@@ -57,6 +58,22 @@ class ImageFolderFrames:
         if bgr is None:
             raise CaptureError(f"{path}: cannot read image (missing, unreadable or not an image)")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class ResizedFrames:
+    """Frames of another source resampled to `width` x `height` on access (area filter)."""
+
+    def __init__(self, source: FrameSource, width: int, height: int):
+        self.source, self.width, self.height = source, width, height
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        frame = np.asarray(self.source[index])
+        if frame.shape[:2] == (self.height, self.width):
+            return frame
+        return cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
 
 @dataclass
@@ -105,6 +122,16 @@ class Capture:
 
     def __len__(self) -> int:
         return len(self.kinematics)
+
+    def resized(self, long_side: int) -> Capture:
+        """The same capture with frames and camera scaled so the longer image side is `long_side`."""
+        w, h = self.camera.width, self.camera.height
+        scale = long_side / max(w, h)
+        width, height = max(1, round(w * scale)), max(1, round(h * scale))
+        if (width, height) == (w, h):
+            return self
+        return dataclasses.replace(self, frames=ResizedFrames(self.frames, width, height),
+                                   camera=self.camera.resized(width, height))
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the capture to `directory` atomically (temp dir, then rename)."""

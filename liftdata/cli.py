@@ -1,4 +1,4 @@
-"""The `liftdata` command line: parse -> build -> run."""
+"""The `liftdata` command line: parse -> build -> run (each command is a thin shell over the API)."""
 
 from __future__ import annotations
 
@@ -7,45 +7,118 @@ import sys
 from pathlib import Path
 
 
-def _demo(args: argparse.Namespace) -> int:
-    """Synthetic capture with ground truth -> captured samples with condition maps -> shards + preview."""
+def _set_threads() -> None:
     import torch
 
-    from liftdata.capture import Capture
-    from liftdata.dataset import captured_samples, preview_samples
-    from liftdata.io import read_parquet, read_webdataset, write_parquet, write_webdataset
-    from liftdata.synthetic import make_capture, write_video
+    torch.set_num_threads(min(torch.get_num_threads(), 4) if torch.cuda.is_available() else 1)
 
-    torch.set_num_threads(1)
+
+def _open_input(args: argparse.Namespace):
+    """A LiftDataset from a video, an image / folder of images, or a tracked directory."""
+    from liftdata.dataset import LiftDataset
+    from liftdata.head import load_head_model
+
+    path = Path(args.input)
+    if not path.exists():
+        raise SystemExit(f"liftdata: {path}: no such file or directory")
+    model = (load_head_model("flame", model_path=args.flame_model, landmark_embedding=args.flame_embedding)
+             if args.head_model == "flame" else load_head_model(args.head_model))
+    if path.is_dir() and ((path / "capture.json").is_file() or any(path.glob("transforms_*.json"))):
+        return LiftDataset.from_tracked(path, model)
+    if path.is_dir() or path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+        return LiftDataset.from_images(path, model)
+    return LiftDataset.from_video(path, model, max_frames=args.max_frames, stride=args.stride)
+
+
+def _sampler(spec: str | None):
+    if spec is None:
+        return None
+    import yaml
+
+    from liftdata.recipes import sampler_from_spec
+
+    text = Path(spec).read_text() if Path(spec).is_file() else spec
+    return sampler_from_spec(yaml.safe_load(text), "--sampler")
+
+
+def _expand(args: argparse.Namespace) -> int:
+    """Track INPUT, plan n novel kinematics, lift them, write shards (+ a preview)."""
+    from liftdata.lifters import load_lifter
+
+    _set_threads()
+    dataset = _open_input(args)
+    expansion = dataset.expand(args.n, _sampler(args.sampler), load_lifter(args.lifter, args.checkpoint),
+                               seed=args.seed, size=args.size, include_captured=not args.no_captured)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    capture_dir = out / "capture"
-    if capture_dir.exists():
-        capture = Capture.load(capture_dir)
-        print(f"reusing the capture in {capture_dir}")
+    if args.format == "vhap":
+        where = expansion.write_vhap(out / "vhap")
     else:
-        print(f"rendering a synthetic capture: seed {args.seed}, {args.frames} frames at {args.size}²")
-        capture = make_capture(args.seed, n_frames=args.frames, size=args.size)
-        capture.save(capture_dir)
-        write_video(capture, out / "input.mp4")
-    writer, reader = (write_webdataset, read_webdataset) if args.format == "webdataset" else (write_parquet, read_parquet)
-    result = writer(captured_samples(capture), out / "dataset", name=f"{capture.capture_id}",
-                    max_count=args.shard_size, expected_total=len(capture))
-    preview = preview_samples(reader(out / "dataset"), out / "preview.png")
-    print(f"input video : {out / 'input.mp4'}")
-    print(f"capture     : {capture_dir}  ({len(capture)} frames, ground-truth kinematics)")
-    print(f"dataset     : {out / 'dataset'}  ({result.n_samples} samples, {len(result.files)} {args.format} shards)")
-    print(f"preview     : {preview}")
+        write = expansion.write_webdataset if args.format == "webdataset" else expansion.write_parquet
+        where = write(out / args.format, max_count=args.shard_size).out_dir
+    print(f"dataset : {where}  ({len(expansion)} samples: {expansion.n_captured} captured + {args.n} lifted)")
+    if not args.no_preview:
+        print(f"preview : {expansion.preview(out / 'preview')}")
+    return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    """Run a dataset-building recipe (YAML)."""
+    from liftdata.recipes import load_recipe, run_recipe
+
+    _set_threads()
+    for what, where in run_recipe(load_recipe(args.recipe, args.set)).items():
+        print(f"{what:8}: {where}")
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    """Contact sheet + coverage plot + HTML page of a written dataset."""
+    from liftdata.preview import preview_dataset
+
+    print(preview_dataset(args.dir, args.out))
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    """Upload a written dataset folder to the Hugging Face Hub (needs the `hub` extra)."""
+    from liftdata.io.hub import push_folder
+
+    print(push_folder(args.dir, args.repo_id, private=not args.public, token=args.token))
+    return 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    """Track a video / images into a saved capture (frames + kinematics + camera + identity) and an overlay."""
+    from liftdata.track import overlay
+
+    _set_threads()
+    capture = _open_input(args).capture
+    out = capture.save(args.out)
+    overlay(capture, out / "overlay.png")
+    found = int(capture.face_found.sum())
+    print(f"capture : {out}  ({len(capture)} frames, face found in {found}; overlay.png)")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Expand a real portrait (the astronaut photo bundled with scikit-image) and a synthetic video."""
+    from liftdata.demo import run_demo
+
+    _set_threads()
+    for what, where in run_demo(Path(args.out), n=args.n, size=args.size).items():
+        print(f"{what:22}: {where}")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
+    """Versions, render backend and installed extras."""
     import liftdata
     from liftdata.render.raster import resolve_backend
 
     print(f"liftdata {liftdata.__version__}")
     print(f"render backend (auto): {resolve_backend('auto')}")
-    for extra, module in [("track", "mediapipe"), ("flame", "smplx"), ("train", "peft"), ("viz", "matplotlib")]:
+    for extra, module in [("track", "mediapipe"), ("flame", "smplx"), ("train", "peft"), ("hub", "huggingface_hub"),
+                          ("viz", "matplotlib")]:
         try:
             __import__(module)
             status = "installed"
@@ -55,21 +128,83 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _passthrough(module: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(args.rest) or 0
+    return run
+
+
+def _input_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="a video, an image or folder of images, or a tracked directory "
+                                 "(liftdata capture or VHAP/GaussianAvatars layout)")
+    p.add_argument("--head-model", choices=["builtin", "flame"], default="builtin")
+    p.add_argument("--flame-model", help="FLAME .pkl/.npz (with --head-model flame)")
+    p.add_argument("--flame-embedding", help="mediapipe_landmark_embedding.npz (with --head-model flame)")
+    p.add_argument("--max-frames", type=int, help="use at most this many video frames")
+    p.add_argument("--stride", type=int, default=1, help="use every k-th video frame")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liftdata", description=(
         "Turn a short face video into a large training set for 3D Gaussian head avatars."))
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the whole data path on a synthetic capture (no model files needed)",
-                          description=_demo.__doc__)
-    demo.add_argument("--out", required=True, help="output directory (rerun to resume)")
-    demo.add_argument("--frames", type=int, default=48, help="frames of the synthetic capture (default 48)")
-    demo.add_argument("--size", type=int, default=256, help="frame size in pixels (default 256)")
-    demo.add_argument("--seed", type=int, default=0, help="synthetic subject and motion seed (default 0)")
-    demo.add_argument("--format", choices=["webdataset", "parquet"], default="webdataset")
-    demo.add_argument("--shard-size", type=int, default=16, help="samples per shard (default 16)")
-    demo.set_defaults(run=_demo)
-    info = sub.add_parser("info", help="versions, render backend and installed extras")
-    info.set_defaults(run=_info)
+
+    p = sub.add_parser("expand", help="video/photos -> expanded dataset", description=_expand.__doc__)
+    _input_args(p)
+    p.add_argument("--n", type=int, required=True, help="lifted frames to synthesize")
+    p.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    p.add_argument("--format", choices=["webdataset", "parquet", "vhap"], default="webdataset")
+    p.add_argument("--sampler", help="a sampler spec as YAML text or a YAML file, e.g. "
+                                     "'{mix: [{mine_extremes: {}}, {pose_sweep: {yaw: [-40, 40]}}]}' "
+                                     "(default: extremes + pose sweeps + interpolation)")
+    p.add_argument("--lifter", choices=["warp", "liftavatar"], default="warp")
+    p.add_argument("--checkpoint", help="liftavatar checkpoint directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, help="longer image side of the output (default: the input's)")
+    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    p.add_argument("--no-captured", action="store_true", help="write only the lifted frames")
+    p.add_argument("--no-preview", action="store_true")
+    p.set_defaults(run=_expand)
+
+    p = sub.add_parser("build", help="run a recipe YAML", description=_build.__doc__)
+    p.add_argument("recipe")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set expand.n=64 --set input.video=clip.mp4")
+    p.set_defaults(run=_build)
+
+    p = sub.add_parser("preview", help="preview a written dataset", description=_preview.__doc__)
+    p.add_argument("dir")
+    p.add_argument("--out", help="where to write (default: DIR/preview)")
+    p.set_defaults(run=_preview)
+
+    p = sub.add_parser("push", help="upload a dataset to the Hugging Face Hub", description=_push.__doc__)
+    p.add_argument("dir")
+    p.add_argument("repo_id", help="user/name")
+    p.add_argument("--public", action="store_true", help="make the dataset public (default: private)")
+    p.add_argument("--token", help="Hugging Face token (default: the cached login / HF_TOKEN)")
+    p.set_defaults(run=_push)
+
+    p = sub.add_parser("track", help="track a video/photos into a saved capture", description=_track.__doc__)
+    _input_args(p)
+    p.add_argument("--out", required=True, help="capture directory to create")
+    p.set_defaults(run=_track)
+
+    p = sub.add_parser("demo", help="the whole pipeline on bundled inputs (no model files needed)",
+                       description=_demo.__doc__)
+    p.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    p.add_argument("--n", type=int, default=64, help="lifted frames per input (default 64)")
+    p.add_argument("--size", type=int, default=256, help="output image size (default 256)")
+    p.set_defaults(run=_demo)
+
+    for name, module, text in [("train-lifter", "liftdata.lifters.liftavatar.training", "train the diffusion lifter"),
+                               ("eval", "liftdata.eval.report", "PSNR/SSIM/LPIPS report on avatar renders")]:
+        p = sub.add_parser(name, help=text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(run=_passthrough(module))
+
+    sub.add_parser("info", help="versions, render backend and installed extras").set_defaults(run=_info)
     return parser
 
 

@@ -1,16 +1,23 @@
-"""From captures to samples: the data side of the public API.
+"""`LiftDataset`: the public API tying tracking, samplers, lifters and writers together.
 
-`captured_samples(capture)` turns the frames of a `Capture` into schema-v1 `Sample`s with their
-shading / normal / mask condition maps rendered from the tracked (or ground-truth) kinematics —
-the "captured" half of every liftdata dataset. Lifted samples (the expansion) join them through
-`LiftDataset` in a later release.
+    ds = LiftDataset.from_video("selfie.mp4")            # track -> Capture
+    lifted = ds.expand(n=2000)                            # lazy: plan -> conditions -> lifter
+    lifted.write_webdataset("out/wds")                    # streams clip by clip, resumable
+    lifted.preview("out/preview")                         # contact sheet + HTML + coverage plot
 
-Keys of captured frames: `{capture_id}/{i // 1000:06d}/{i % 1000:03d}` for frame i.
+Sample keys (`{capture}/{clip:06d}/{frame:03d}`): captured frame i is clip `i // 1000`, frame
+`i % 1000`; lifted plan clip j is clip `C + j` where `C = ceil(T / 1000)` is the number of
+captured clips, so captured and lifted keys never collide and sort captured first.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import math
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -18,28 +25,37 @@ import torch
 from liftdata.capture import Capture
 from liftdata.io.schema import Sample, make_key, make_meta
 
-__all__ = ["captured_samples", "condition_arrays"]
+__all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler"]
 
 
-def condition_arrays(capture: Capture, start: int, stop: int, backend: str = "auto") -> dict[str, np.ndarray]:
-    """Condition maps of frames [start, stop) as uint8 arrays: shading/mask [T, H, W], normal [T, H, W, 3]."""
-    from liftdata.render import condition_maps, to_uint8
+# ---------------------------------------------------------------------- captured frames
+def _uint8_maps(maps: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    from liftdata.render import to_uint8
 
-    k = capture.kinematics[start:stop]
-    with torch.no_grad():
-        verts = capture.head_model.vertices(torch.as_tensor(capture.identity), k)
-    maps = condition_maps(verts, capture.head_model.faces, capture.camera, backend=backend)
     return {"shading": to_uint8(maps["shading"])[..., 0], "normal": to_uint8(maps["normal"]),
             "mask": to_uint8(maps["mask"])[..., 0]}
 
 
-def captured_samples(capture: Capture, *, batch: int = 16, backend: str = "auto") -> Iterator[Sample]:
-    """Yield one `Sample` per captured frame (source="captured"), maps rendered in batches."""
-    for start in range(0, len(capture), batch):
-        stop = min(start + batch, len(capture))
-        maps = condition_arrays(capture, start, stop, backend)
-        for j, i in enumerate(range(start, stop)):
-            key = make_key(capture.capture_id, i // 1000, i % 1000)
+def condition_arrays(capture: Capture, start: int, stop: int, backend: str = "auto") -> dict[str, np.ndarray]:
+    """Condition maps of frames [start, stop) as uint8 arrays: shading/mask [T, H, W], normal [T, H, W, 3]."""
+    from liftdata.lifters.base import render_conditions
+
+    cond = render_conditions(capture.head_model, capture.identity, capture.kinematics[start:stop],
+                             capture.camera, backend)
+    return _uint8_maps(cond.maps)
+
+
+def captured_key(capture: Capture, i: int) -> str:
+    return make_key(capture.capture_id, i // 1000, i % 1000)
+
+
+def captured_samples(capture: Capture, *, start: int = 0, batch: int = 16, backend: str = "auto") -> Iterator[Sample]:
+    """Yield one `Sample` per captured frame from `start` (source="captured"), maps rendered in batches."""
+    for first in range(start, len(capture), batch):
+        stop = min(first + batch, len(capture))
+        maps = condition_arrays(capture, first, stop, backend)
+        for j, i in enumerate(range(first, stop)):
+            key = captured_key(capture, i)
             kin = capture.kinematics[i]
             meta = make_meta(key, kin, source="captured", subject_id=capture.subject_id,
                              extra={"face_found": bool(capture.face_found[i])})
@@ -47,24 +63,197 @@ def captured_samples(capture: Capture, *, batch: int = 16, backend: str = "auto"
                                      shading=maps["shading"][j], normal=maps["normal"][j], mask=maps["mask"][j])
 
 
-def preview_samples(samples: Iterator[Sample], path: str, n: int = 8, tile: int = 160, columns: int = 2) -> str:
-    """A contact sheet PNG: per sample image | shading | normal | mask, `columns` samples per row."""
-    import cv2
+# ---------------------------------------------------------------------- the expansion
+@dataclass
+class Expansion:
+    """A lazy dataset: the captured frames (optional) followed by n lifted frames.
 
-    cells = []
-    for sample, _ in zip(samples, range(n)):
-        a = sample.to_arrays()
-        parts = [a["image"]] + [np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m]
-                                for m in ("shading", "normal", "mask") if a[m] is not None]
-        row = np.concatenate([cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in parts], 1)
-        cv2.putText(row, sample.key, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
-        cells.append(row)
-    if not cells:
-        raise ValueError("preview: no samples to show")
-    width = max(c.shape[1] for c in cells)
-    cells = [np.pad(c, ((0, 2), (0, width - c.shape[1] + 2), (0, 0))) for c in cells]
-    cells += [np.zeros_like(cells[0])] * (-len(cells) % columns)
-    sheet = np.concatenate([np.concatenate(cells[i:i + columns], 1) for i in range(0, len(cells), columns)], 0)
-    if not cv2.imwrite(str(path), sheet[..., ::-1]):
-        raise OSError(f"{path}: cannot write the preview image")
-    return str(path)
+    Nothing is tracked, planned or lifted until it is iterated or written. The plan is
+    deterministic in (capture, sampler, n, seed), so an interrupted write resumes exactly.
+    """
+
+    capture: Capture
+    n: int
+    sampler: Any
+    lifter: Any
+    seed: int = 0
+    include_captured: bool = True
+    backend: str = "auto"
+
+    @cached_property
+    def plan(self) -> Any:
+        """The sampler's plan (computed once)."""
+        return self.sampler.sample(self.capture, self.n, np.random.default_rng(self.seed))
+
+    @property
+    def n_captured(self) -> int:
+        return len(self.capture) if self.include_captured else 0
+
+    def __len__(self) -> int:
+        return self.n_captured + self.n
+
+    def __iter__(self) -> Iterator[Sample]:
+        return self.samples()
+
+    def samples(self, start: int = 0) -> Iterator[Sample]:
+        """Samples from index `start` on; lifts only the clips that hold samples at or after it."""
+        if start < self.n_captured:
+            yield from captured_samples(self.capture, start=start, backend=self.backend)
+        offset = self.n_captured
+        first_clip = math.ceil(len(self.capture) / 1000)
+        for j, clip in enumerate(self.plan.clips):
+            length = len(clip.kinematics)
+            if offset + length > start:
+                skip = max(0, start - offset)
+                yield from self._lift_clip(first_clip + j, clip, j)[skip:]
+            offset += length
+
+    def _lift_clip(self, clip_id: int, clip: Any, index: int) -> list[Sample]:
+        from liftdata.lifters.base import References, render_conditions
+
+        cap = self.capture
+        refs = [int(i) for i in clip.reference_indices]
+        ref_cond = render_conditions(cap.head_model, cap.identity, cap.kinematics[np.array(refs)], cap.camera,
+                                     self.backend)
+        references = References(np.stack([np.asarray(cap.frames[i]) for i in refs]), ref_cond,
+                                tuple(captured_key(cap, i) for i in refs))
+        driving = render_conditions(cap.head_model, cap.identity, clip.kinematics, cap.camera, self.backend)
+        clip_seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        frames = self.lifter.lift(references, driving, seed=clip_seed)
+        maps = _uint8_maps(driving.maps)
+        samples = []
+        for f in range(len(clip.kinematics)):
+            key = make_key(cap.capture_id, clip_id, f)
+            kin = clip.kinematics[f]
+            meta = make_meta(key, kin, source="lifted", subject_id=cap.subject_id,
+                             sampler={"name": clip.provenance["sampler"], "params": clip.provenance["params"]},
+                             lifter={"name": self.lifter.name, "version": self.lifter.version},
+                             seed=self.seed, reference_keys=references.keys,
+                             extra={"sampler_seed": clip.provenance.get("seed"), "lifter_seed": clip_seed})
+            samples.append(Sample.from_arrays(key, frames[f], kin, cap.camera, meta, shading=maps["shading"][f],
+                                              normal=maps["normal"][f], mask=maps["mask"][f]))
+        return samples
+
+    # ------------------------------------------------------------------ writing
+    def write_webdataset(self, out_dir: str | os.PathLike, **kwargs: Any):
+        """Stream into WebDataset shards (see `liftdata.io.write_webdataset`); resumes a partial write."""
+        from liftdata.io import write_webdataset
+
+        return self._write(write_webdataset, out_dir, **kwargs)
+
+    def write_parquet(self, out_dir: str | os.PathLike, **kwargs: Any):
+        """Stream into Parquet shards (see `liftdata.io.write_parquet`); resumes a partial write."""
+        from liftdata.io import write_parquet
+
+        return self._write(write_parquet, out_dir, **kwargs)
+
+    def _write(self, writer: Any, out_dir: str | os.PathLike, **kwargs: Any):
+        from liftdata.io import resume_state
+
+        _check_writable(Path(out_dir))
+        start = resume_state(out_dir) if Path(out_dir).exists() else 0
+        kwargs.setdefault("name", self.capture.capture_id)
+        return writer(self.samples(start), out_dir, start=start, expected_total=len(self), **kwargs)
+
+    def write_vhap(self, out_dir: str | os.PathLike) -> Path:
+        """Write the VHAP/GaussianAvatars layout (FLAME captures): captured + lifted frames, all in
+        `transforms_train.json`; lifted entries carry `"synthetic": true` and their sample key so a
+        trainer can down-weight them or hold them out. Not resumable: written to a temp dir, then renamed."""
+        from liftdata.io.schema import decode_png
+        from liftdata.io.vhap import write_vhap
+
+        frames = ((decode_png(s.image), s.kinematics, {"synthetic": s.meta["source"] == "lifted", "key": s.key})
+                  for s in self.samples())
+        return write_vhap(frames, out_dir, self.capture.head_model, self.capture.identity, self.capture.camera,
+                          what=f"capture {self.capture.capture_id!r}")
+
+    def push_to_hub(self, repo_id: str, *, private: bool = True, token: str | None = None,
+                    local_dir: str | os.PathLike | None = None, **kwargs: Any) -> str:
+        """Write Parquet shards + dataset card to `local_dir` (default: a folder next to the cwd), then upload them.
+
+        Needs the `hub` extra (huggingface_hub). Returns the dataset URL.
+        """
+        from liftdata.io.hub import push_folder
+
+        local = Path(local_dir or f"{repo_id.replace('/', '__')}-parquet")
+        self.write_parquet(local, **kwargs)
+        return push_folder(local, repo_id, private=private, token=token)
+
+    def preview(self, out_dir: str | os.PathLike, n_lifted: int = 8) -> Path:
+        """Write `preview.png`, `coverage.png` and `index.html` comparing captured and lifted frames."""
+        from liftdata.preview import write_preview
+
+        return write_preview(self, Path(out_dir), n_lifted=n_lifted)
+
+
+def _check_writable(out_dir: Path) -> None:
+    parent = out_dir if out_dir.exists() else out_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{out_dir}: output directory is not writable")
+
+
+def default_sampler() -> Any:
+    """Half extreme expressions, a third pose sweeps over interpolated expressions, the rest interpolation."""
+    from liftdata.samplers import interpolate, mine_extremes, mix, pose_sweep
+
+    return mix([mine_extremes(), pose_sweep(yaw=(-30, 30), pitch=(-10, 10)) * interpolate(),
+                interpolate(extrapolation=0.3)], [0.5, 0.3, 0.2])
+
+
+# ---------------------------------------------------------------------- the entry point
+class LiftDataset:
+    """A tracked capture of one subject, ready to be expanded into a training set."""
+
+    def __init__(self, capture: Capture):
+        self.capture = capture
+
+    @classmethod
+    def from_video(cls, path: str | os.PathLike, head_model: Any = "builtin", *, fps: float | None = None,
+                   stride: int = 1, max_frames: int | None = None, progress: bool = True) -> LiftDataset:
+        """Track a monocular video (needs the `track` extra)."""
+        from liftdata.track import track_video
+
+        return cls(track_video(path, head_model, fps=fps, stride=stride, max_frames=max_frames, progress=progress))
+
+    @classmethod
+    def from_images(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: Any = "builtin",
+                    progress: bool = True) -> LiftDataset:
+        """Track one photo, a few photos or a folder of images of one subject (needs the `track` extra)."""
+        from liftdata.track import track_images
+
+        return cls(track_images(paths, head_model, progress=progress))
+
+    @classmethod
+    def from_tracked(cls, directory: str | os.PathLike, head_model: Any = None) -> LiftDataset:
+        """A saved liftdata capture (`Capture.save`) or a VHAP/GaussianAvatars directory (FLAME model needed)."""
+        d = Path(directory)
+        if (d / "capture.json").is_file():
+            return cls(Capture.load(d, head_model))
+        from liftdata.io.vhap import import_vhap
+
+        if head_model is None:
+            raise ValueError(f"{d}: a VHAP/GaussianAvatars directory needs its FLAME head model "
+                             "(head_model=FlameHeadModel.from_file(...))")
+        return cls(import_vhap(d, head_model))
+
+    def expand(self, n: int, sampler: Any = None, lifter: Any = None, *, seed: int = 0, size: int | None = None,
+               include_captured: bool = True, backend: str = "auto") -> Expansion:
+        """A lazy dataset of the captured frames (if `include_captured`) plus `n` lifted frames.
+
+        Args:
+            n: lifted frames to synthesize (> 0).
+            sampler: a `liftdata.samplers` sampler (default: extreme expressions + pose sweep +
+                interpolation, mixed).
+            lifter: a `liftdata.lifters` lifter (default: `WarpLifter()`, no weights).
+            seed: plan and lifter seed; the same seed gives the same dataset.
+            size: longer image side of the output (default: the capture's).
+        """
+        if not isinstance(n, (int, np.integer)) or n <= 0:
+            raise ValueError(f"expand: n must be a positive integer, got {n!r}")
+        from liftdata.lifters import WarpLifter
+
+        capture = self.capture.resized(size) if size else self.capture
+        return Expansion(capture, int(n), sampler or default_sampler(), lifter or WarpLifter(backend=backend),
+                         seed, include_captured, backend)

@@ -165,7 +165,7 @@ class Kinematics:
         import torch
 
         dtype = dtype or torch.float32
-        return {f: torch.as_tensor(getattr(self, f), device=device, dtype=dtype) for f in KINEMATIC_FIELDS}
+        return {f: torch.tensor(getattr(self, f), device=device, dtype=dtype) for f in KINEMATIC_FIELDS}
 
     def equals(self, other: Kinematics) -> bool:
         """Exact equality of all arrays and of the head model."""

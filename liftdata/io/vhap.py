@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 from liftdata.capture import Capture, ImageFolderFrames
 from liftdata.kinematics import Camera, Kinematics
 
-__all__ = ["export_vhap", "import_vhap", "VhapError", "SPLITS"]
+__all__ = ["export_vhap", "write_vhap", "import_vhap", "VhapError", "SPLITS"]
 
 SPLITS = ("train", "val", "test")
 _PARAM_KEYS = ("translation", "rotation", "neck_pose", "jaw_pose", "eyes_pose", "shape", "expr")
@@ -60,33 +61,49 @@ def export_vhap(capture: Capture, out_dir: str | os.PathLike,
     `splits` maps "train"/"val"/"test" to timestep indices (default: every frame in train, val and
     test empty).
     """
-    _check_flame(capture.head_model, f"capture {capture.capture_id!r}")
+    frames = ((np.asarray(capture.frames[i]), capture.kinematics[i], {}) for i in range(len(capture)))
+    return write_vhap(frames, out_dir, capture.head_model, capture.identity, capture.camera, splits,
+                      what=f"capture {capture.capture_id!r}")
+
+
+def write_vhap(frames: Iterable[tuple[np.ndarray, Kinematics, Mapping[str, Any]]], out_dir: str | os.PathLike,
+               head_model: Any, identity: np.ndarray, camera: Camera,
+               splits: Mapping[str, Sequence[int]] | None = None, what: str = "frames") -> Path:
+    """Stream (RGB frame, T=1 kinematics, extra frame-entry fields) into the VHAP layout.
+
+    Written under a temporary name and renamed when complete. `extra` fields go into the frame's
+    transforms entry (e.g. `{"synthetic": True, "key": ...}` for lifted frames).
+    """
+    _check_flame(head_model, what)
     out = Path(out_dir)
     if out.exists():
         raise VhapError(f"{out}: already exists; choose a new directory")
-    (out / "images").mkdir(parents=True)
-    (out / "flame_param").mkdir()
-    k, t = capture.kinematics, len(capture)
-    static_offset = np.zeros((1, _n_vertices(capture.head_model), 3), np.float32)
-    for i in range(t):
-        frame = np.asarray(capture.frames[i])
-        cv2.imwrite(str(out / "images" / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-        np.savez(out / "flame_param" / f"{i:05d}.npz", translation=k.translation[i:i + 1],
-                 rotation=k.rotation[i:i + 1], neck_pose=k.neck[i:i + 1], jaw_pose=k.jaw[i:i + 1],
-                 eyes_pose=k.eyes[i:i + 1], shape=capture.identity, expr=k.expression[i:i + 1],
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    (tmp / "flame_param").mkdir()
+    static_offset = np.zeros((1, _n_vertices(head_model), 3), np.float32)
+    cam = camera.to_transforms_frame()
+    entries = []
+    for i, (frame, k, extra) in enumerate(frames):
+        if not cv2.imwrite(str(tmp / "images" / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+            raise VhapError(f"{tmp}: cannot write frame {i} (disk full or not writable?)")
+        np.savez(tmp / "flame_param" / f"{i:05d}.npz", translation=k.translation, rotation=k.rotation,
+                 neck_pose=k.neck, jaw_pose=k.jaw, eyes_pose=k.eyes, shape=identity, expr=k.expression,
                  static_offset=static_offset)
+        entries.append(dict(cam, timestep_index=i, timestep_index_original=i, timestep_id=f"frame_{i:05d}",
+                            camera_index=0, camera_id="0", file_path=f"images/{i:05d}.png",
+                            flame_param_path=f"flame_param/{i:05d}.npz", **extra))
     z = lambda w: np.zeros((1, w), np.float32)  # noqa: E731
-    np.savez(out / "canonical_flame_param.npz", translation=z(3), rotation=z(3), neck_pose=z(3),
-             jaw_pose=np.array([[0.3, 0, 0]], np.float32), eyes_pose=z(6), shape=capture.identity,
-             expr=z(k.n_expression), static_offset=static_offset)
-    cam = capture.camera.to_transforms_frame()
-    splits = {"train": range(t), "val": [], "test": []} if splits is None else splits
+    np.savez(tmp / "canonical_flame_param.npz", translation=z(3), rotation=z(3), neck_pose=z(3),
+             jaw_pose=np.array([[0.3, 0, 0]], np.float32), eyes_pose=z(6), shape=identity,
+             expr=z(head_model.n_expression), static_offset=static_offset)
+    splits = {"train": range(len(entries)), "val": [], "test": []} if splits is None else splits
+    meta = {key: cam[key] for key in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")}
     for split in SPLITS:
-        frames = [dict(cam, timestep_index=int(i), timestep_index_original=int(i), timestep_id=f"frame_{i:05d}",
-                       camera_index=0, camera_id="0", file_path=f"images/{i:05d}.png",
-                       flame_param_path=f"flame_param/{i:05d}.npz") for i in splits.get(split, [])]
-        meta = {key: cam[key] for key in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x", "camera_angle_y")}
-        (out / f"transforms_{split}.json").write_text(json.dumps(dict(meta, frames=frames), indent=1))
+        chosen = [entries[i] for i in splits.get(split, [])]
+        (tmp / f"transforms_{split}.json").write_text(json.dumps(dict(meta, frames=chosen), indent=1))
+    tmp.rename(out)
     return out
 
 

@@ -1,0 +1,143 @@
+"""Previews a person can look at: contact sheets, coverage plots and an HTML page.
+
+`write_preview(expansion, out_dir)` lifts a few clips spread over the plan (cheap) and shows them
+next to captured frames; `preview_dataset(dataset_dir, out_dir)` does the same from a written
+dataset (WebDataset or Parquet). Both write `preview.png`, `coverage.png` and `index.html`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from liftdata.io.schema import Sample
+from liftdata.kinematics import Kinematics
+
+__all__ = ["preview_samples", "write_preview", "preview_dataset"]
+
+
+def _head_box(mask: np.ndarray | None, shape: tuple[int, int], margin: float = 0.45) -> tuple[slice, slice]:
+    """A square crop around the head mask (the whole image when there is no mask)."""
+    h, w = shape
+    if mask is None or not mask.any():
+        return slice(0, h), slice(0, w)
+    ys, xs = np.nonzero(mask)
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    half = int(max(ys.max() - ys.min(), xs.max() - xs.min()) * (0.5 + margin))
+    half = min(half, max(h, w) // 2)
+    y0, x0 = int(np.clip(cy - half, 0, max(0, h - 2 * half))), int(np.clip(cx - half, 0, max(0, w - 2 * half)))
+    return slice(y0, y0 + 2 * half), slice(x0, x0 + 2 * half)
+
+
+def _row(sample: Sample, tile: int) -> np.ndarray:
+    a = sample.to_arrays()
+    box = _head_box(a["mask"], a["image"].shape[:2])
+    parts = [a["image"][box]] + [(np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m])[box]
+                                 for m in ("shading", "normal", "mask") if a[m] is not None]
+    row = np.concatenate([cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in parts], 1)
+    label = f"{sample.key} ({sample.meta['source']})"
+    cv2.putText(row, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
+    return row
+
+
+def preview_samples(samples: Iterable[Sample], path: str | os.PathLike, n: int = 8, tile: int = 160,
+                    columns: int = 2) -> str:
+    """A contact sheet PNG: per sample image | shading | normal | mask, `columns` samples per row."""
+    cells = [_row(s, tile) for s, _ in zip(samples, range(n))]
+    if not cells:
+        raise ValueError("preview: no samples to show")
+    width = max(c.shape[1] for c in cells)
+    cells = [np.pad(c, ((0, 2), (0, width - c.shape[1] + 2), (0, 0))) for c in cells]
+    cells += [np.zeros_like(cells[0])] * (-len(cells) % columns)
+    sheet = np.concatenate([np.concatenate(cells[i:i + columns], 1) for i in range(0, len(cells), columns)], 0)
+    if not cv2.imwrite(str(path), sheet[..., ::-1]):
+        raise OSError(f"{path}: cannot write the preview image")
+    return str(path)
+
+
+def _spread(n_items: int, k: int) -> list[int]:
+    return sorted(set(np.linspace(0, n_items - 1, min(k, n_items)).round().astype(int).tolist())) if n_items else []
+
+
+def _coverage_figures(captured: Kinematics, lifted: Kinematics | None, head_model: Any, out_dir: Path) -> dict:
+    """Coverage numbers before/after and the coverage plot (the plot needs the `viz` extra)."""
+    from liftdata.samplers import coverage, plot_coverage
+
+    after_source = [captured] if lifted is None else [captured, lifted]
+    plot_coverage(captured, after_source, out_dir / "coverage.png", head_model)
+    return {"captured": coverage(captured, head_model).summary(),
+            "captured + lifted": coverage(after_source, head_model).summary()}
+
+
+def _page(out_dir: Path, title: str, numbers: dict, n_captured: int, n_lifted: int) -> Path:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><pre>{html.escape(json.dumps(v, indent=1))}</pre></td></tr>"
+                   for k, v in numbers.items())
+    page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em;background:#111;color:#eee}} img{{max-width:100%}}
+pre{{margin:0}} td,th{{vertical-align:top;padding:4px 12px;text-align:left}}</style>
+<h1>{html.escape(title)}</h1>
+<p>{n_captured} captured and {n_lifted} lifted frames. Each row: image | shading | normal | mask.</p>
+<h2>Captured vs lifted</h2><img src="preview.png">
+<h2>Coverage of the expression and pose space</h2><img src="coverage.png">
+<table>{rows}</table>
+"""
+    path = out_dir / "index.html"
+    path.write_text(page)
+    return path
+
+
+def write_preview(expansion: Any, out_dir: Path, n_lifted: int = 8, n_captured: int = 4) -> Path:
+    """Preview an `Expansion` without writing it: a few captured frames and lifted clips."""
+    from liftdata.dataset import captured_samples
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cap = expansion.capture
+    samples = [next(captured_samples(cap, start=i, batch=1)) for i in _spread(len(cap), n_captured)]
+    clips = expansion.plan.clips
+    first_clip = -(-len(cap) // 1000)
+    for j in _spread(len(clips), n_lifted):
+        lifted = expansion._lift_clip(first_clip + j, clips[j], j)
+        samples.append(lifted[len(lifted) // 2])
+    preview_samples(samples, out_dir / "preview.png", n=len(samples))
+    plan_k = Kinematics.concat([c.kinematics for c in clips])
+    numbers = _coverage_figures(cap.kinematics, plan_k, cap.head_model, out_dir)
+    numbers["plan"] = {"clips": len(clips), "frames": len(plan_k), "lifter": expansion.lifter.name}
+    return _page(out_dir, f"liftdata preview: {cap.capture_id}", numbers, len(cap), len(plan_k))
+
+
+def preview_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 12,
+                    head_model: Any = None) -> Path:
+    """Preview a written dataset: captured and lifted samples spread over it, coverage before/after."""
+    from liftdata.head import load_head_model
+    from liftdata.io import read_parquet, read_webdataset
+    from liftdata.io.shards import read_manifest
+
+    d = Path(dataset_dir)
+    manifest = read_manifest(d)
+    if manifest is None:
+        raise ValueError(f"{d}: not a complete liftdata dataset (no manifest.json)")
+    reader = read_webdataset if manifest["format"] == "webdataset" else read_parquet
+    out = Path(out_dir) if out_dir else d / "preview"
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(_spread(manifest["n_samples"], n))
+    chosen: list[Sample] = []
+    kin: dict[str, list[Kinematics]] = {"captured": [], "lifted": []}
+    for i, sample in enumerate(reader(d)):
+        kin[sample.meta["source"]].append(sample.kinematics)
+        if i in wanted:
+            chosen.append(sample)
+    preview_samples(chosen, out / "preview.png", n=len(chosen))
+    first = (kin["captured"] or kin["lifted"])[0]
+    model = head_model or load_head_model(first.head_model)
+    captured = Kinematics.concat(kin["captured"]) if kin["captured"] else None
+    lifted = Kinematics.concat(kin["lifted"]) if kin["lifted"] else None
+    numbers = _coverage_figures(captured if captured is not None else lifted, lifted if captured is not None else None,
+                                model, out)
+    return _page(out, f"liftdata dataset: {d.name}", numbers, len(kin["captured"]), len(kin["lifted"]))
+

@@ -1,0 +1,58 @@
+"""Samplers: plan the kinematic-space completion (which new kinematics the lifter synthesizes).
+
+    import numpy as np
+    from liftdata.samplers import mine_extremes, pose_sweep, interpolate, coverage
+
+    sampler = mine_extremes() + pose_sweep(yaw=(-40, 40)) * interpolate()   # * binds before +
+    plan = sampler.sample(capture, n=2000, rng=np.random.default_rng(0))
+    print(coverage(capture).summary()); print(coverage([capture, plan]).summary())
+
+A sampler is a frozen dataclass with `sample(capture, n, rng) -> Plan` (exactly n frames, in
+clips of `clip_length` frames, the last one shorter); see `base` for the counting and
+determinism rules and `compose` for `+`, `mix`, `*`, `.filter`, `.take`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from liftdata.samplers.base import LeafSampler, Sampler, clip_lengths, smoothstep
+from liftdata.samplers.compose import Concat, Filtered, Mix, Product, Take, mix
+from liftdata.samplers.coverage import CoverageReport, coverage, gather_kinematics, plot_coverage, yaw_pitch_roll
+from liftdata.samplers.expression import DEFAULT_TARGETS, ExpressionInterpolation, ExtremeExpressionMining
+from liftdata.samplers.plan import Clip, Plan, PlanError, RepeatedClipsWarning
+from liftdata.samplers.pose import PoseSweep
+from liftdata.samplers.references import ReferencePolicy, select_references
+
+__all__ = [
+    "Sampler", "LeafSampler", "Plan", "Clip", "PlanError", "RepeatedClipsWarning",
+    "ExpressionInterpolation", "ExtremeExpressionMining", "PoseSweep", "DEFAULT_TARGETS",
+    "Concat", "Mix", "Product", "Filtered", "Take", "mix",
+    "ReferencePolicy", "select_references", "CoverageReport", "coverage", "gather_kinematics",
+    "plot_coverage", "yaw_pitch_roll", "clip_lengths", "smoothstep",
+    "interpolate", "mine_extremes", "pose_sweep", "SAMPLERS",
+]
+
+#: The samplers by name (explicit list; `liftdata build` recipes refer to these names).
+SAMPLERS: dict[str, type[LeafSampler]] = {
+    ExpressionInterpolation.name: ExpressionInterpolation,
+    ExtremeExpressionMining.name: ExtremeExpressionMining,
+    PoseSweep.name: PoseSweep,
+}
+
+
+def interpolate(clip_length: int = 21, extrapolation: float = 0.0, **kwargs: Any) -> ExpressionInterpolation:
+    """`ExpressionInterpolation` between (and `extrapolation` beyond) observed expressions."""
+    return ExpressionInterpolation(clip_length=clip_length, extrapolation=extrapolation, **kwargs)
+
+
+def mine_extremes(clip_length: int = 21, targets: Sequence[str | Sequence[str]] | str | None = None,
+                  strength: float = 1.0, **kwargs: Any) -> ExtremeExpressionMining:
+    """`ExtremeExpressionMining` towards the expressions the capture lacks."""
+    return ExtremeExpressionMining(clip_length=clip_length, targets=targets, strength=strength, **kwargs)
+
+
+def pose_sweep(yaw: tuple[float, float] = (-40.0, 40.0), pitch: tuple[float, float] = (-15.0, 15.0),
+               roll: tuple[float, float] = (0.0, 0.0), clip_length: int = 21, **kwargs: Any) -> PoseSweep:
+    """`PoseSweep` over yaw/pitch/roll ranges in degrees (yaw about +y, model space)."""
+    return PoseSweep(yaw=yaw, pitch=pitch, roll=roll, clip_length=clip_length, **kwargs)

@@ -1,0 +1,53 @@
+"""benchmarks/run_all.py on a folder of tiny stand-in scripts: quick flag, timeout, failures, table."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_run_all():
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SCRIPTS = {
+    "fast": 'import json, sys\nprint("warming up")\nprint(json.dumps({"n": 1}))\n'
+            'print(json.dumps({"benchmark": "fast", "quick": "--quick" in sys.argv, "ratio": 1.25, '
+            '"nested": {"fps": 30.5, "curve": [1, 2]}, "rows": [{"x": 7}]}))\nprint("done")\n',
+    "noquick": 'import json, sys\nprint(json.dumps({"args": len(sys.argv)}))\n',
+    "slow": 'import time\ntime.sleep(30)\n',
+    "broken": 'raise SystemExit("boom")\n',
+    "silent": 'print("no json here")\n',
+}
+
+
+def test_run_all_collects_the_last_json_line(tmp_path, capsys):
+    run_all = load_run_all()
+    for name, code in SCRIPTS.items():
+        (tmp_path / f"{name}.py").write_text(code + ("# accepts --quick\n" if name == "fast" else ""))
+    (tmp_path / "run_all.py").write_text("raise SystemExit('must not run itself')\n")
+    out = tmp_path / "report.json"
+    rc = run_all.main(["--dir", str(tmp_path), "--quick", "--timeout", "3", "--out", str(out)])
+    assert rc == 1  # some scripts failed
+    report = json.loads(out.read_text())["benchmarks"]
+    assert set(report) == {"fast", "noquick", "slow", "broken", "silent"}
+    assert report["fast"]["status"] == "ok" and report["fast"]["result"]["quick"] is True
+    assert report["noquick"]["result"] == {"args": 1}  # --quick only where the script accepts it
+    assert report["slow"]["status"] == "timeout" and report["slow"]["seconds"] < 20
+    assert report["broken"]["status"] == "failed" and "boom" in report["broken"]["stderr_tail"]
+    assert report["silent"]["status"] == "no-json"
+    printed = capsys.readouterr().out
+    assert "nested.fps" in printed and "30.5" in printed and "ratio" in printed and "(timeout after" in printed
+    assert "curve" not in printed and "rows[0].x" in printed
+
+
+def test_only_and_skip(tmp_path):
+    run_all = load_run_all()
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.py").write_text("")
+    assert [p.stem for p in run_all.scripts(tmp_path, only=["a", "c"], skip=["c"])] == ["a"]
+    assert run_all.last_json_line('x\n{"a": 1}\n{broken\n[1]\n') == {"a": 1}
