@@ -3,4 +3,12 @@
 from liftdata.kinematics import Camera, Kinematics, KinematicsError
 
 __version__ = "0.1.0"
-__all__ = ["Camera", "Kinematics", "KinematicsError", "__version__"]
+__all__ = ["Camera", "Kinematics", "KinematicsError", "LiftDataset", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "LiftDataset":  # imported lazily: it pulls torch and the renderers
+        from liftdata.dataset import LiftDataset
+
+        return LiftDataset
+    raise AttributeError(f"module 'liftdata' has no attribute {name!r}")

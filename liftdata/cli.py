@@ -128,12 +128,9 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _passthrough(module: str):
-    def run(args: argparse.Namespace) -> int:
-        import importlib
-
-        return importlib.import_module(module).main(args.rest) or 0
-    return run
+#: Commands whose argument parsing lives with their module (they own their --help).
+PASSTHROUGH = {"train-lifter": ("liftdata.lifters.liftavatar.training", "train the diffusion lifter (CONFIG)"),
+               "eval": ("liftdata.eval.report", "PSNR/SSIM/LPIPS report: --renders DIR --gt DIR")}
 
 
 def _input_args(p: argparse.ArgumentParser) -> None:
@@ -198,17 +195,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="output image size (default 256)")
     p.set_defaults(run=_demo)
 
-    for name, module, text in [("train-lifter", "liftdata.lifters.liftavatar.training", "train the diffusion lifter"),
-                               ("eval", "liftdata.eval.report", "PSNR/SSIM/LPIPS report on avatar renders")]:
-        p = sub.add_parser(name, help=text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(run=_passthrough(module))
-
+    for name, (_, text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=text, add_help=False)
     sub.add_parser("info", help="versions, render backend and installed extras").set_defaults(run=_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     return args.run(args)
 
