@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from liftdata.capture import Capture
-from liftdata.head.base import HeadModel, neutral_kinematics
+from liftdata.head.base import HeadModel, boundary_loops, neutral_kinematics
 from liftdata.kinematics import Camera, Kinematics
 
 __all__ = ["make_capture", "sample_kinematics", "random_identity", "render_subject", "write_video",
@@ -30,27 +30,6 @@ __all__ = ["make_capture", "sample_kinematics", "random_identity", "render_subje
 
 _ATLAS = 512  # texture atlas: face [0:384, 0:384], eyeball [0:128, 384:512], mouth [128:384, 384:512]
 _FACE_PX = 384
-
-
-# ---------------------------------------------------------------------- topology helpers
-def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
-    """Ordered vertex loops of the mesh boundary (edges used by one triangle), longest first."""
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    key = np.sort(edges, axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    directed = edges[counts[inverse.ravel()] == 1]
-    nxt = {int(a): int(b) for a, b in directed}
-    loops, seen = [], set()
-    for start in nxt:
-        if start in seen:
-            continue
-        loop, v = [], start
-        while v not in seen:
-            seen.add(v)
-            loop.append(v)
-            v = nxt[v]
-        loops.append(np.array(loop))
-    return sorted(loops, key=len, reverse=True)
 
 
 @dataclass(frozen=True)

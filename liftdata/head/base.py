@@ -18,7 +18,7 @@ import torch
 
 from liftdata.kinematics import Kinematics
 
-__all__ = ["HeadModel", "ExpressionPrior", "kinematics_tensors", "neutral_kinematics"]
+__all__ = ["HeadModel", "ExpressionPrior", "kinematics_tensors", "neutral_kinematics", "boundary_loops"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,23 @@ def neutral_kinematics(model: HeadModel, n_frames: int = 1) -> Kinematics:
     prior = model.expression_prior()
     return k.replace(expression=np.broadcast_to(np.clip(0.0, prior.lower, prior.upper),
                                                 (n_frames, model.n_expression)).copy())
+
+
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """Ordered vertex loops of the mesh boundary (edges used by one triangle), longest first."""
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    directed = edges[counts[inverse.ravel()] == 1]
+    nxt = {int(a): int(b) for a, b in directed}
+    loops, seen = [], set()
+    for start in nxt:
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        loops.append(np.array(loop))
+    return sorted(loops, key=len, reverse=True)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from liftdata.kinematics import Camera
-from liftdata.synthetic import boundary_loops
+from liftdata.head.base import boundary_loops
 
 __all__ = ["ClosedMesh", "close_holes", "to_camera", "project", "frontality", "rigid_fit", "rotation_angle",
            "hole_areas", "choose_hole_references", "extend_flow", "extend_flow_slow", "smoothstep"]
