@@ -3,11 +3,15 @@
 Prints ONE JSON line. For each mesh (~860 faces like the builtin face mesh, and 10k faces) and
 image size (256², 512²), with batches of T=16 frames of a slowly turning ellipsoid "head":
   * moderngl_maps_fps:      `condition_maps(..., backend="moderngl")` frames per second
+                            (float32 maps: RGBA32F + R32F read back, 20 bytes per pixel)
+  * moderngl_maps_uint8_fps: `condition_maps(..., backend="moderngl", dtype=torch.uint8)`
+                            (8-bit maps, no depth: one RGBA8 target, 4 bytes per pixel)
   * moderngl_fragments_fps: `rasterize(..., backend="moderngl")`
   * torch_maps_fps:         `condition_maps(..., backend="torch")`
   * bare_fps:               minimal moderngl draw of the same camera-space triangles (write the
                             vertex buffer, draw, read back the RGBA8 colour buffer), per frame
   * ours_over_bare:         time per frame of moderngl_maps / bare (target <= 1.5)
+  * uint8_over_bare:        time per frame of moderngl_maps_uint8 / bare (target <= 1.5)
 
 Usage: python benchmarks/render_throughput.py [--frames 16] [--repeats 5]
 """
@@ -106,14 +110,17 @@ def main() -> None:
             camera_space = (vertices @ R.T + t).astype(np.float32)
             sec = interleaved({
                 "maps": lambda: timed(lambda: condition_maps(vertices, faces, camera, backend="moderngl")),
+                "maps8": lambda: timed(lambda: condition_maps(vertices, faces, camera, backend="moderngl",
+                                                              dtype=torch.uint8)),
                 "frags": lambda: timed(lambda: rasterize(vertices, faces, camera, backend="moderngl")),
                 "bare": lambda: bare_draw(camera_space, faces, camera)}, args.repeats)
-            maps, frags, bare = sec["maps"], sec["frags"], sec["bare"]
+            maps, maps8, frags, bare = sec["maps"], sec["maps8"], sec["frags"], sec["bare"]
             ref = timed(lambda: condition_maps(vertices, faces, camera, backend="torch"))
             results.append({"mesh": name, "faces": len(faces), "size": size,
-                            "moderngl_maps_fps": round(T / maps, 1), "moderngl_fragments_fps": round(T / frags, 1),
+                            "moderngl_maps_fps": round(T / maps, 1), "moderngl_maps_uint8_fps": round(T / maps8, 1),
+                            "moderngl_fragments_fps": round(T / frags, 1),
                             "torch_maps_fps": round(T / ref, 2), "bare_fps": round(T / bare, 1),
-                            "ours_over_bare": round(maps / bare, 2)})
+                            "ours_over_bare": round(maps / bare, 2), "uint8_over_bare": round(maps8 / bare, 2)})
     ctx = _moderngl.get_context()
     print(json.dumps({"benchmark": "render_throughput", "frames_per_batch": T, "torch_threads": 1,
                       "renderer": ctx.info["GL_RENDERER"], "machine": platform.machine(), "results": results}))

@@ -12,8 +12,10 @@ captured clips, so captured and lifted keys never collide and sort captured firs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -38,11 +40,13 @@ def _uint8_maps(maps: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 def condition_arrays(capture: Capture, start: int, stop: int, backend: str = "auto") -> dict[str, np.ndarray]:
     """Condition maps of frames [start, stop) as uint8 arrays: shading/mask [T, H, W], normal [T, H, W, 3]."""
-    from liftdata.lifters.base import render_conditions
+    from liftdata.render import condition_maps
 
-    cond = render_conditions(capture.head_model, capture.identity, capture.kinematics[start:stop],
-                             capture.camera, backend)
-    return _uint8_maps(cond.maps)
+    with torch.no_grad():
+        vertices = capture.head_model.vertices(torch.as_tensor(capture.identity), capture.kinematics[start:stop])
+    maps = condition_maps(vertices, capture.head_model.faces, capture.camera, backend=backend, dtype=torch.uint8)
+    return {"shading": maps["shading"][..., 0].numpy(), "normal": maps["normal"].numpy(),
+            "mask": maps["mask"][..., 0].numpy()}
 
 
 def captured_key(capture: Capture, i: int) -> str:
@@ -194,12 +198,24 @@ def _check_writable(out_dir: Path) -> None:
         raise PermissionError(f"{out_dir}: output directory is not writable")
 
 
-def default_sampler() -> Any:
-    """Half extreme expressions, a third pose sweeps over interpolated expressions, the rest interpolation."""
+def default_sampler(n_frames: int = 2) -> Any:
+    """Half extreme expressions, a third pose sweeps over interpolated expressions, the rest interpolation.
+
+    A single frame (one photo) has nothing to interpolate: extreme expressions under a gentle pose sweep.
+    """
     from liftdata.samplers import interpolate, mine_extremes, mix, pose_sweep
 
+    if n_frames < 2:
+        return mine_extremes() * pose_sweep(yaw=(-20, 20), pitch=(-8, 8))
     return mix([mine_extremes(), pose_sweep(yaw=(-30, 30), pitch=(-10, 10)) * interpolate(),
                 interpolate(extrapolation=0.3)], [0.5, 0.3, 0.2])
+
+
+def _with_key_safe_id(capture: Capture) -> Capture:
+    """Sample keys and shard names allow [A-Za-z0-9_-] in the capture id; ids taken from file names
+    ("My selfie.v2.mp4") get the other characters replaced by '_'."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", capture.capture_id)[:128] or "capture"
+    return capture if safe == capture.capture_id else dataclasses.replace(capture, capture_id=safe)
 
 
 # ---------------------------------------------------------------------- the entry point
@@ -207,7 +223,7 @@ class LiftDataset:
     """A tracked capture of one subject, ready to be expanded into a training set."""
 
     def __init__(self, capture: Capture):
-        self.capture = capture
+        self.capture = _with_key_safe_id(capture)
 
     @classmethod
     def from_video(cls, path: str | os.PathLike, head_model: Any = "builtin", *, fps: float | None = None,
@@ -255,5 +271,5 @@ class LiftDataset:
         from liftdata.lifters import WarpLifter
 
         capture = self.capture.resized(size) if size else self.capture
-        return Expansion(capture, int(n), sampler or default_sampler(), lifter or WarpLifter(backend=backend),
+        return Expansion(capture, int(n), sampler or default_sampler(len(capture)), lifter or WarpLifter(backend=backend),
                          seed, include_captured, backend)

@@ -109,6 +109,24 @@ def test_backends_agree(name, vertices, faces, cameras):
         assert (err <= 1e-3).float().mean() >= 0.99, key
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name,vertices,faces,cameras", list(scenarios()), ids=lambda x: x if isinstance(x, str) else "")
+def test_uint8_condition_maps_match_quantised_float(backend, name, vertices, faces, cameras):
+    maps = condition_maps(vertices, faces, cameras, backend=backend)
+    maps8 = condition_maps(vertices, faces, cameras, backend=backend, dtype=torch.uint8)
+    assert set(maps8) == {"shading", "normal", "mask"}  # no depth in 8-bit mode
+    for key, channels in (("shading", 1), ("normal", 3), ("mask", 1)):
+        assert maps8[key].dtype == torch.uint8 and maps8[key].shape == maps["mask"].shape[:3] + (channels,)
+    assert set(np.unique(maps8["mask"].numpy())) == {0, 255}
+    mask = maps["mask"][..., 0] > 0
+    assert 100 < mask.sum() < mask.numel()
+    assert (maps8["mask"][..., 0].bool() == mask).float().mean() >= 0.999
+    for key in ("shading", "normal"):
+        err = (maps8[key].int() - torch.from_numpy(to_uint8(maps[key])).int()).abs().amax(-1)
+        assert (err <= 1).float().mean() >= 0.999, key
+        assert (maps8[key][~maps8["mask"][..., 0].bool()] == 0).all(), key
+
+
 # ---------------------------------------------------------------------- analytic references
 def ray_triangle(K: np.ndarray, tri: np.ndarray, height: int, width: int):
     """Per pixel centre: barycentrics [H, W, 3] and depth [H, W] of the ray hitting the plane of a
@@ -292,6 +310,10 @@ def test_bad_inputs_raise_clear_errors():
         rasterize(np.zeros((2, 3, 3)), faces, [camera, Camera(camera.K, np.eye(4), 32, 31)], backend="torch")
     with pytest.raises(RenderError, match="backend: expected one of"):
         rasterize(tri, faces, camera, backend="vulkan")
+    with pytest.raises(RenderError, match=r"dtype: expected torch.float32 or torch.uint8, got torch.float16"):
+        condition_maps(tri, faces, camera, backend="torch", dtype=torch.float16)
+    with pytest.raises(RenderError, match=r"dtype: expected torch.float32 or torch.uint8, got 'uint8'"):
+        condition_maps(tri, faces, camera, backend="moderngl", dtype="uint8")
     with pytest.raises(RenderError, match="vertices: contain NaN"):
         rasterize(np.full((1, 3, 3), np.nan), faces, camera, backend="torch")
     frags = rasterize(tri, faces, camera, backend="torch")

@@ -11,6 +11,9 @@ Two passes:
   writing (b0, b1, camera z, face id + 1) into one RGBA32F target.
 * "maps": indexed triangles with per-vertex normals; the fragment shader writes the encoded
   normal and Lambertian shading (RGBA32F) and camera z (R32F): the condition maps in one pass.
+* "maps8": the same draw into one RGBA8 target (encoded normal xyz + shading, quantised by
+  the GPU): 4 bytes per pixel read back instead of 20, no depth; the mask is recovered from the
+  encoded normal (see `condition_maps_moderngl`).
 """
 
 from __future__ import annotations
@@ -67,8 +70,23 @@ _SHADERS = {
         }
         """),
 }
-_ATTRIBUTES = {"fragments": ("3f", "in_pos"), "maps": ("3f 3f", "in_pos", "in_normal")}
-_TARGETS = {"fragments": (4,), "maps": (4, 1)}  # float32 colour attachments (components)
+_SHADERS["maps8"] = (_SHADERS["maps"][0], """
+        #version 330
+        uniform vec3 light;
+        uniform float ambient;
+        uniform float diffuse;
+        in vec3 v_normal;
+        in float v_z;
+        out vec4 out_normal_shading;  // RGBA8 unorm target: clamped to [0, 1], x 255, rounded
+        void main() {
+            vec3 n = normalize(v_normal);
+            out_normal_shading = vec4(0.5 * n + 0.5, ambient + diffuse * max(dot(n, light), 0.0));
+        }
+        """)
+_ATTRIBUTES = {"fragments": ("3f", "in_pos"), "maps": ("3f 3f", "in_pos", "in_normal"),
+               "maps8": ("3f 3f", "in_pos", "in_normal")}
+# colour attachments: (components, moderngl dtype); "f4" float32, "f1" 8-bit unorm
+_TARGETS = {"fragments": ((4, "f4"),), "maps": ((4, "f4"), (1, "f4")), "maps8": ((4, "f1"),)}
 
 _CACHE: dict[str, Any] = {}  # "context" and one _Pass per kind
 
@@ -112,7 +130,7 @@ def _pass(kind: str, width: int, height: int, vbo_bytes: int, ibo_bytes: int = 0
         p.vao = ctx.vertex_array(p.program, [(p.vbo, *_ATTRIBUTES[kind])], index_buffer=p.ibo,
                                  index_element_size=4)
     if (width, height) not in p.framebuffers:
-        colour = [ctx.renderbuffer((width, height), c, dtype="f4") for c in _TARGETS[kind]]
+        colour = [ctx.renderbuffer((width, height), c, dtype=dt) for c, dt in _TARGETS[kind]]
         p.framebuffers[width, height] = ctx.framebuffer(colour, ctx.depth_renderbuffer((width, height)))
     return p, p.framebuffers[width, height]
 
@@ -173,21 +191,47 @@ def rasterize_moderngl(scene: Scene, cull_backfaces: bool = False) -> Fragments:
 
 
 def condition_maps_moderngl(scene: Scene, normals: Tensor, light: tuple[float, float, float],
-                            ambient: float, diffuse: float, cull_backfaces: bool = False) -> dict[str, Tensor]:
-    """Shading / normal / depth / mask maps in one pass; `normals`: [T, V, 3] camera space."""
+                            ambient: float, diffuse: float, cull_backfaces: bool = False,
+                            eight_bit: bool = False) -> dict[str, Tensor]:
+    """Shading / normal / depth / mask maps in one pass; `normals`: [T, V, 3] camera space.
+
+    `eight_bit`: uint8 shading / normal / mask (0 / 255) and no depth, from one RGBA8 target.
+    """
+    T, W, H = scene.vertices.shape[0], scene.width, scene.height
+    device = scene.vertices.device
+    if eight_bit:
+        packed = np.empty((T, H, W, 4), np.uint8)  # encoded normal xyz, shading
+        _draw_maps(scene, normals, "maps8", (light, ambient, diffuse), cull_backfaces, [(packed, 0, "f1")])
+        # The background is cleared to 0; a drawn pixel never encodes to (0, 0, 0): that needs
+        # round(255 (0.5 n_i + 0.5)) = 0, i.e. n_i < -1 + 1/255, for all three i, so
+        # |n|^2 > 3 (254/255)^2 > 2.9, impossible for the unit normal the shader writes.
+        rgb = np.array([255, 255, 255, 0], np.uint8).view(np.uint32)[0]  # byte-order independent
+        mask = ((packed.view(np.uint32) & rgb) != 0).view(np.uint8) * np.uint8(255)  # [T, H, W, 1]
+        packed, mask = torch.from_numpy(packed).to(device), torch.from_numpy(mask).to(device)
+        return {"shading": packed[..., 3:], "normal": packed[..., :3], "mask": mask}
+    normal_shading = np.empty((T, H, W, 4), np.float32)
+    depth = np.empty((T, H, W, 1), np.float32)
+    _draw_maps(scene, normals, "maps", (light, ambient, diffuse), cull_backfaces,
+               [(normal_shading, 0, "f4"), (depth, 1, "f4")])
+    normal_shading, depth = (torch.from_numpy(x).to(device) for x in (normal_shading, depth))
+    return {"shading": normal_shading[..., 3:], "normal": normal_shading[..., :3], "depth": depth,
+            "mask": (depth > 0).float()}
+
+
+def _draw_maps(scene: Scene, normals: Tensor, kind: str, lighting: tuple, cull_backfaces: bool,
+               reads: list[tuple[np.ndarray, int, str]]) -> None:
+    """Draw every frame with the "maps" or "maps8" pass; `reads`: (out [T, H, W, C], attachment,
+    dtype) colour buffers read straight into preallocated arrays."""
     T, W, H = scene.vertices.shape[0], scene.width, scene.height
     vertices, faces = scene.vertices.float().cpu(), scene.faces.cpu()
     data = torch.cat([vertices, normals.float().cpu()], -1).numpy()  # [T, V, 6]
     indices = faces.int().numpy()
     too_near = vertices[..., 2] <= NEAR  # [T, V]
     clipped = too_near.any(1).tolist()  # frames in which some faces are skipped
-    p, fbo = _pass("maps", W, H, vbo_bytes=data[0].nbytes, ibo_bytes=indices.nbytes)
-    p.program["light"].value = tuple(light)
-    p.program["ambient"].value = ambient
-    p.program["diffuse"].value = diffuse
+    p, fbo = _pass(kind, W, H, vbo_bytes=data[0].nbytes, ibo_bytes=indices.nbytes)
+    for name, value in zip(("light", "ambient", "diffuse"), lighting):
+        p.program[name].value = value
     _begin(get_context(), fbo, cull_backfaces)
-    normal_shading = np.empty((T, H, W, 4), np.float32)
-    depth = np.empty((T, H, W, 1), np.float32)
     ranges = _depth_ranges(vertices[..., 2])
     p.ibo.write(indices)
     for t in range(T):
@@ -198,9 +242,6 @@ def condition_maps_moderngl(scene: Scene, normals: Tensor, light: tuple[float, f
         p.program["proj"].write(_projection(scene.K[t], W, H, *ranges[t]))
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
         p.vao.render(vertices=drawn.size)
-        fbo.read_into(normal_shading, components=4, attachment=0, dtype="f4",
-                      write_offset=t * normal_shading[0].nbytes)
-        fbo.read_into(depth, components=1, attachment=1, dtype="f4", write_offset=t * depth[0].nbytes)
-    normal_shading, depth = (torch.from_numpy(x).to(scene.vertices.device) for x in (normal_shading, depth))
-    return {"shading": normal_shading[..., 3:], "normal": normal_shading[..., :3], "depth": depth,
-            "mask": (depth > 0).float()}
+        for out, attachment, dtype in reads:
+            fbo.read_into(out, components=out.shape[-1], attachment=attachment, dtype=dtype,
+                          write_offset=t * out[0].nbytes)

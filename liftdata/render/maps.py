@@ -31,26 +31,35 @@ def condition_maps(vertices: Tensor | np.ndarray,  # [T, V, 3] world space
                    light_dir: tuple[float, float, float] = DEFAULT_LIGHT,
                    ambient: float = 0.3, diffuse: float = 0.7,
                    fragments: Fragments | None = None,
-                   cull_backfaces: bool = False) -> dict[str, Tensor]:
+                   cull_backfaces: bool = False,
+                   dtype: torch.dtype = torch.float32) -> dict[str, Tensor]:
     """Driving conditions of T frames, 0 on the background.
 
-    Returns:
+    Returns, with `dtype=torch.float32` (the default):
         "shading": [T, H, W, 1] Lambertian shading in [0, 1] (for ambient + diffuse <= 1).
         "normal": [T, H, W, 3] camera-space unit normals stored as 0.5 n + 0.5 (visible
             surfaces have n_z < 0, OpenCV axes).
         "depth": [T, H, W, 1] camera z in metres.
         "mask": [T, H, W, 1] float 0 / 1.
+    With `dtype=torch.uint8` (8-bit maps for writing data sets, 4 bytes per pixel read back):
+        "shading", "normal": the float maps as `to_uint8` quantises them (clipped to [0, 1],
+            round(255 x)), within 1 LSB of it on the moderngl backend (the GPU's rounding);
+        "mask": [T, H, W, 1] uint8 0 / 255;
+        and NO "depth" (an 8-bit depth map would be useless; use float32 for depth).
 
     With backend "moderngl" (and no `fragments`) everything is computed in one shader pass;
     otherwise from `fragments` (rasterized here if not given) by interpolating vertex normals.
     """
+    if dtype not in (torch.float32, torch.uint8):
+        raise RenderError(f"dtype: expected torch.float32 or torch.uint8, got {dtype!r}")
     scene = prepare(vertices, faces, cameras)
     light = F.normalize(torch.tensor(light_dir, dtype=torch.float64), dim=0)
     normals = vertex_normals(scene.vertices.float(), scene.faces)
     if fragments is None and resolve_backend(backend) == "moderngl":
         from liftdata.render._moderngl import condition_maps_moderngl
 
-        return condition_maps_moderngl(scene, normals, tuple(light.tolist()), ambient, diffuse, cull_backfaces)
+        return condition_maps_moderngl(scene, normals, tuple(light.tolist()), ambient, diffuse, cull_backfaces,
+                                       eight_bit=dtype == torch.uint8)
     if fragments is None:
         from liftdata.render._torch import rasterize_torch
 
@@ -58,8 +67,12 @@ def condition_maps(vertices: Tensor | np.ndarray,  # [T, V, 3] world space
     mask = fragments.mask[..., None].float()
     n = F.normalize(interpolate(fragments, scene.faces, normals), dim=-1).float()
     lit = (n @ light.to(n)).clamp(min=0)[..., None]
-    return {"shading": (ambient + diffuse * lit) * mask, "normal": (0.5 * n + 0.5) * mask,
+    maps = {"shading": (ambient + diffuse * lit) * mask, "normal": (0.5 * n + 0.5) * mask,
             "depth": fragments.depth[..., None], "mask": mask}
+    if dtype == torch.uint8:
+        device = maps["mask"].device
+        return {key: torch.from_numpy(to_uint8(maps[key])).to(device) for key in ("shading", "normal", "mask")}
+    return maps
 
 
 def render_textured(vertices: Tensor | np.ndarray,  # [T, V, 3] world space
