@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("expand", help="video/photos -> expanded dataset", description=_expand.__doc__)
     _input_args(p)
-    p.add_argument("--n", type=int, required=True, help="lifted frames to synthesize")
+    p.add_argument("--n", type=_positive_int, required=True, help="lifted frames to synthesize")
     p.add_argument("--out", required=True, help="output directory (rerun to resume)")
     p.add_argument("--format", choices=["webdataset", "parquet", "vhap"], default="webdataset")
     p.add_argument("--sampler", help="a sampler spec as YAML text or a YAML file, e.g. "
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline on bundled inputs (no model files needed)",
                        description=_demo.__doc__)
     p.add_argument("--out", required=True, help="output directory (rerun to resume)")
-    p.add_argument("--n", type=int, default=64, help="lifted frames per input (default 64)")
+    p.add_argument("--n", type=_positive_int, default=64, help="lifted frames per input (default 64)")
     p.add_argument("--size", type=int, default=256, help="output image size (default 256)")
     p.set_defaults(run=_demo)
 
@@ -201,6 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors that describe bad input: printed as one line (exit status 2) instead of a traceback.
+#: Checked only for modules already imported (an error class can only be raised once its module is).
+USER_ERRORS = {"liftdata.track.decode": "TrackingError", "liftdata.io.shards": "DatasetDirError",
+               "liftdata.io.schema": "SampleError", "liftdata.io.vhap": "VhapError",
+               "liftdata.recipes": "RecipeError", "liftdata.samplers.plan": "PlanError",
+               "liftdata.lifters.warp": "LifterInputError", "liftdata.capture": "CaptureError",
+               "liftdata.head.flame_file": "FlameFileError", "liftdata.io.hub": "HubError",
+               "builtins": "PermissionError"}
+
+
+def _is_user_error(error: BaseException) -> bool:
+    return any(isinstance(error, getattr(sys.modules[module], name))
+               for module, name in USER_ERRORS.items() if module in sys.modules)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in PASSTHROUGH:
@@ -208,7 +230,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return importlib.import_module(PASSTHROUGH[argv[0]][0]).main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"liftdata {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

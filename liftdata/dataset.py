@@ -271,5 +271,6 @@ class LiftDataset:
         from liftdata.lifters import WarpLifter
 
         capture = self.capture.resized(size) if size else self.capture
-        return Expansion(capture, int(n), sampler or default_sampler(len(capture)), lifter or WarpLifter(backend=backend),
+        sampler = sampler or default_sampler(len(capture))
+        return Expansion(capture, int(n), sampler, lifter or WarpLifter(backend=backend),
                          seed, include_captured, backend)

@@ -156,22 +156,22 @@ def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
     exp, out = recipe["expand"], recipe["output"]
     if "dir" not in out:
         raise RecipeError(f"{recipe.get('_path', 'recipe')}: output.dir is required")
+    fmt, target = out.get("format", "webdataset"), Path(out["dir"])
+    if fmt not in ("webdataset", "parquet", "vhap"):  # checked before the (slow) tracking
+        raise RecipeError(f"output.format: expected webdataset, parquet or vhap, got {fmt!r}")
     dataset = open_dataset(recipe["input"])
     lifter_spec = exp.get("lifter") or {"name": "warp"}
     lifter = load_lifter(lifter_spec.get("name", "warp"), lifter_spec.get("checkpoint"))
     sampler = sampler_from_spec(exp["sampler"], "expand.sampler") if exp.get("sampler") else None
     expansion = dataset.expand(exp["n"], sampler, lifter, seed=exp.get("seed", 0), size=exp.get("size"),
                                include_captured=exp.get("include_captured", True))
-    fmt, target = out.get("format", "webdataset"), Path(out["dir"])
     written: dict[str, str] = {}
     if fmt == "vhap":
         written["dataset"] = str(expansion.write_vhap(target / "vhap"))
-    elif fmt in ("webdataset", "parquet"):
+    else:
         write = expansion.write_webdataset if fmt == "webdataset" else expansion.write_parquet
         result = write(target / fmt, max_count=out.get("shard_size", 1000))
         written["dataset"] = str(result.out_dir)
-    else:
-        raise RecipeError(f"output.format: expected webdataset, parquet or vhap, got {fmt!r}")
     if out.get("preview", True):
         written["preview"] = str(expansion.preview(target / "preview"))
     return written

@@ -1,45 +1,138 @@
+"""The `liftdata` command line: --help of every command, and expand/preview/track/demo on tiny inputs."""
+
+from __future__ import annotations
+
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import webdataset as wds
 
-from liftdata.cli import main
+import liftdata
+from liftdata.capture import Capture
+from liftdata.cli import PASSTHROUGH, build_parser, main
 from liftdata.dataset import captured_samples
 from liftdata.io import read_parquet, read_webdataset
-from liftdata.synthetic import make_capture
+from liftdata.synthetic import make_capture, write_video
+
+REPO = Path(liftdata.__file__).resolve().parent.parent
+FRAMES, N, SIZE = 6, 8, 96
+
+HELP = {  # command -> options its --help must mention
+    "expand": ["--n", "--out", "--format", "--sampler", "--lifter", "--checkpoint", "--size", "--no-captured"],
+    "build": ["recipe", "--set"],
+    "preview": ["dir", "--out"],
+    "push": ["repo_id", "--public", "--token"],
+    "track": ["input", "--out", "--max-frames"],
+    "demo": ["--out", "--n", "--size"],
+    "info": ["usage: liftdata info"],
+    "eval": ["usage: liftdata eval"],  # argument parsing owned by liftdata.eval.report
+    "train-lifter": ["usage: liftdata train-lifter"],  # owned by liftdata.lifters.liftavatar.training
+}
 
 
-def test_demo_end_to_end_and_rerun(tmp_path, capsys):
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--frames", "5", "--size", "64", "--shard-size", "2"]
+@pytest.mark.parametrize("cmd", sorted(HELP))
+def test_every_command_has_useful_help(cmd, capsys):
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(HELP)
+    with pytest.raises(SystemExit) as exit_info:
+        main([cmd, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(word in out for word in HELP[cmd]), out
+
+
+def test_help_through_the_module_entry_point():
+    """`python -m liftdata.cli CMD --help` in fresh interpreters (a built-in and a passthrough command)."""
+    procs = {cmd: subprocess.Popen([sys.executable, "-m", "liftdata.cli", cmd, "--help"], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for cmd in ("expand", "eval")}
+    for cmd, proc in procs.items():
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and all(word in out for word in HELP[cmd]), (cmd, err)
+    assert set(PASSTHROUGH) == {"eval", "train-lifter"}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "selfie.mp4"
+    write_video(make_capture(0, n_frames=FRAMES + 2, size=SIZE), path)
+    return path
+
+
+def test_expand_preview_and_rerun(tmp_path, video, capsys):
+    out = tmp_path / "out"
+    args = ["expand", str(video), "--n", str(N), "--out", str(out), "--max-frames", str(FRAMES), "--shard-size", "5"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "5 samples, 3 webdataset shards" in printed and str(out / "preview.png") in printed
-    manifest = json.loads((out / "dataset" / "manifest.json").read_text())
-    tars = sorted(str(p) for p in (out / "dataset").glob("*.tar"))
-    assert len(tars) == 3
+    assert f"({FRAMES + N} samples: {FRAMES} captured + {N} lifted)" in printed
+    assert str(out / "preview" / "index.html") in printed
+    manifest = json.loads((out / "webdataset" / "manifest.json").read_text())
+    assert manifest["n_samples"] == FRAMES + N and [s["count"] for s in manifest["shards"]] == [5, 5, 4]
+    tars = [str(out / "webdataset" / s["file"]) for s in manifest["shards"]]
     records = list(wds.WebDataset(tars, shardshuffle=False).decode("rgb8"))
-    assert [r["__key__"] for r in records] == [f"synthetic-0/000000/{i:03d}" for i in range(5)]
-    assert records[0]["png"].shape == (64, 64, 3) and records[0]["json"]["meta"]["source"] == "captured"
-    assert (out / "preview.png").stat().st_size > 1000 and (out / "input.mp4").is_file()
-    # A rerun reuses the capture and leaves exactly the same dataset.
-    assert main(args) == 0
-    assert "reusing the capture" in capsys.readouterr().out
-    assert json.loads((out / "dataset" / "manifest.json").read_text())["shards"] == manifest["shards"]
-    assert [s.key for s in read_webdataset(out / "dataset")] == [r["__key__"] for r in records]
+    keys = [r["__key__"] for r in records]
+    assert len(set(keys)) == FRAMES + N and keys == sorted(keys) and keys[0] == "selfie/000000/000"
+    assert [r["json"]["meta"]["source"] for r in records] == ["captured"] * FRAMES + ["lifted"] * N
+    assert records[-1]["png"].shape == (SIZE, SIZE, 3)
+    # a rerun finds the dataset complete and leaves it as it was
+    assert main(args + ["--no-preview"]) == 0
+    assert json.loads((out / "webdataset" / "manifest.json").read_text())["shards"] == manifest["shards"]
+
+    assert main(["preview", str(out / "webdataset"), "--out", str(tmp_path / "pv")]) == 0
+    page = (tmp_path / "pv" / "index.html").read_text()
+    assert f"{FRAMES} captured and {N} lifted frames" in page
+    assert (tmp_path / "pv" / "preview.png").stat().st_size > 1000 and (tmp_path / "pv" / "coverage.png").is_file()
 
 
-def test_demo_parquet(tmp_path):
+def test_expand_parquet_lifted_only_with_sampler(tmp_path, video, capsys):
+    out = tmp_path / "out"
+    assert main(["expand", str(video), "--n", "5", "--out", str(out), "--max-frames", str(FRAMES), "--format",
+                 "parquet", "--no-captured", "--no-preview", "--size", "64",
+                 "--sampler", "{pose_sweep: {yaw: [-10, 10], clip_length: 5}}"]) == 0
+    samples = list(read_parquet(out / "parquet"))
+    assert len(samples) == 5 and {s.meta["sampler"]["name"] for s in samples} == {"pose_sweep"}
+    assert samples[0].meta["sampler"]["params"]["yaw"] == [-10, 10]
+    assert samples[0].to_arrays()["image"].shape == (64, 64, 3) and not (out / "preview").exists()
+
+
+def test_expand_bad_input(tmp_path, video, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["expand", str(video), "--n", "0", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2 and "--n: must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="nothing.mp4: no such file or directory"):
+        main(["expand", str(tmp_path / "nothing.mp4"), "--n", "4", "--out", str(tmp_path / "o")])
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video\n")
+    assert main(["expand", str(text), "--n", "4", "--out", str(tmp_path / "o")]) == 2
+    assert "liftdata expand: error:" in (err := capsys.readouterr().err) and "notes.mp4: cannot decode" in err
+    with pytest.raises(ValueError, match="the warp lifter has no checkpoint"):
+        main(["expand", str(video), "--n", "4", "--out", str(tmp_path / "o"), "--checkpoint", "ckpt"])
+
+
+def test_track(tmp_path, video, capsys):
+    assert main(["track", str(video), "--out", str(tmp_path / "cap"), "--max-frames", "4"]) == 0
+    assert "4 frames, face found in 4" in capsys.readouterr().out
+    capture = Capture.load(tmp_path / "cap")
+    assert len(capture) == 4 and capture.face_found.all() and (tmp_path / "cap" / "overlay.png").is_file()
+    assert capture.camera.width == SIZE and np.nanmax(capture.landmark_residual) < 3  # pixels at 96²
+
+
+def test_demo(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--frames", "3", "--size", "48", "--format", "parquet"]) == 0
-    assert len(list(read_parquet(out / "dataset"))) == 3
-
-
-def test_console_script_help():
-    result = subprocess.run([sys.executable, "-m", "liftdata.cli", "demo", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "--frames" in result.stdout
+    assert main(["demo", "--out", str(out), "--n", str(N), "--size", str(SIZE)]) == 0
+    printed = capsys.readouterr().out
+    for name, captured in [("astronaut", 1), ("synthetic", 48)]:
+        dataset = out / name / "webdataset"
+        assert f"{dataset} ({captured + N} samples)" in printed
+        assert str(out / name / "preview" / "index.html") in printed
+        samples = list(read_webdataset(dataset))
+        assert [s.meta["source"] for s in samples] == ["captured"] * captured + ["lifted"] * N
+        assert samples[-1].to_arrays()["image"].shape == (SIZE, SIZE, 3)
+        assert (out / name / "preview" / "preview.png").stat().st_size > 1000
+    assert (out / "astronaut.png").is_file() and (out / "synthetic.mp4").is_file()
 
 
 def test_captured_sample_maps_match_the_reference_rasterizer():

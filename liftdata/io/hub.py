@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["push_folder"]
+__all__ = ["push_folder", "HubError"]
+
+
+class HubError(ValueError):
+    """A folder or repo id that cannot be published; the message names it."""
 
 
 def _hf_api(token: str | None):
@@ -24,9 +28,9 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = True
     """
     folder = Path(folder)
     if not (folder / "manifest.json").is_file():
-        raise ValueError(f"{folder}: not a complete liftdata dataset (no manifest.json); finish the write first")
+        raise HubError(f"{folder}: not a complete liftdata dataset (no manifest.json); finish the write first")
     if "/" not in repo_id:
-        raise ValueError(f"repo_id must look like 'user/name', got {repo_id!r}")
+        raise HubError(f"repo_id must look like 'user/name', got {repo_id!r}")
     api = _hf_api(token)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
