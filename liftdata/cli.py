@@ -46,8 +46,9 @@ def _expand(args: argparse.Namespace) -> int:
     from liftdata.lifters import load_lifter
 
     _set_threads()
+    lifter, sampler = load_lifter(args.lifter, args.checkpoint), _sampler(args.sampler)  # fail before tracking
     dataset = _open_input(args)
-    expansion = dataset.expand(args.n, _sampler(args.sampler), load_lifter(args.lifter, args.checkpoint),
+    expansion = dataset.expand(args.n, sampler, lifter,
                                seed=args.seed, size=args.size, include_captured=not args.no_captured)
     out = Path(args.out)
     if args.format == "vhap":

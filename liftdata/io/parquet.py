@@ -120,7 +120,7 @@ def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: s
         return log.already_complete(rest)
     shard = None
     bar = tqdm(total=expected_total, initial=log.n_resumed, disable=not progress, unit="sample",
-               desc=f"parquet {log.out_dir.name}")
+               desc=f"writing {name} (parquet)")
     try:
         for sample in rest:
             validate_sample(sample)

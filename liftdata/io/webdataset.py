@@ -89,7 +89,7 @@ def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name
         return log.already_complete(rest)
     hooks, writer = _TempShards(log), None
     bar = tqdm(total=expected_total, initial=log.n_resumed, disable=not progress, unit="sample",
-               desc=f"webdataset {log.out_dir.name}")
+               desc=f"writing {name} (webdataset)")
     try:
         for sample in rest:
             validate_sample(sample)

@@ -17,12 +17,12 @@ def load_lifter(name: str = "warp", checkpoint: str | None = None, **kwargs: Any
     """`warp` (no weights, the default) or `liftavatar` (the diffusion lifter; needs `checkpoint`)."""
     if name == "warp":
         if checkpoint is not None:
-            raise ValueError("the warp lifter has no checkpoint; drop --checkpoint or use --lifter liftavatar")
+            raise LifterInputError("the warp lifter has no checkpoint; drop --checkpoint or use --lifter liftavatar")
         return WarpLifter(**kwargs)
     if name == "liftavatar":
         if checkpoint is None:
-            raise ValueError("the liftavatar lifter needs a checkpoint directory (--checkpoint PATH)")
+            raise LifterInputError("the liftavatar lifter needs a checkpoint directory (--checkpoint PATH)")
         from liftdata.lifters.liftavatar import LiftAvatarLifter
 
         return LiftAvatarLifter.from_pretrained(checkpoint, **kwargs)
-    raise ValueError(f"unknown lifter {name!r}; choose one of {LIFTERS}")
+    raise LifterInputError(f"unknown lifter {name!r}; choose one of {LIFTERS}")
