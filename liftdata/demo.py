@@ -42,7 +42,7 @@ def run_demo(out: Path, n: int = 64, size: int = 256) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     inputs = {
         "astronaut": (LiftDataset.from_images(_astronaut(out / "astronaut.png")),
-                      mine_extremes(clip_length=9, strength=0.9) * pose_sweep(yaw=(-20, 20), pitch=(-8, 8), clip_length=9)),
+                      mine_extremes(clip_length=16, strength=0.9) * pose_sweep(yaw=(-20, 20), pitch=(-8, 8), clip_length=16)),
         "synthetic": (LiftDataset.from_video(_synthetic_video(out / "synthetic.mp4", size)), None),
     }
     written = {}
