@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,10 +36,14 @@ def _sampler(spec: str | None):
         return None
     import yaml
 
-    from liftdata.recipes import sampler_from_spec
+    from liftdata.recipes import RecipeError, sampler_from_spec
 
-    text = Path(spec).read_text() if Path(spec).is_file() else spec
-    return sampler_from_spec(yaml.safe_load(text), "--sampler")
+    text = Path(spec).read_text() if os.path.isfile(spec) else spec  # isfile: False for over-long YAML text
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise RecipeError(f"--sampler: not valid YAML ({e})") from None
+    return sampler_from_spec(parsed, "--sampler")
 
 
 def _expand(args: argparse.Namespace) -> int:
@@ -160,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lifter", choices=["warp", "liftavatar"], default="warp")
     p.add_argument("--checkpoint", help="liftavatar checkpoint directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, help="longer image side of the output (default: the input's)")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard")
+    p.add_argument("--size", type=_positive_int, help="longer image side of the output (default: the input's)")
+    p.add_argument("--shard-size", type=_positive_int, default=1000, help="samples per shard")
     p.add_argument("--no-captured", action="store_true", help="write only the lifted frames")
     p.add_argument("--no-preview", action="store_true")
     p.set_defaults(run=_expand)
@@ -193,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=_demo.__doc__)
     p.add_argument("--out", required=True, help="output directory (rerun to resume)")
     p.add_argument("--n", type=_positive_int, default=64, help="lifted frames per input (default 64)")
-    p.add_argument("--size", type=int, default=256, help="output image size (default 256)")
+    p.add_argument("--size", type=_positive_int, default=256, help="output image size (default 256)")
     p.set_defaults(run=_demo)
 
     for name, (_, text) in PASSTHROUGH.items():

@@ -16,7 +16,7 @@ import dataclasses
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -24,7 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from liftdata.capture import Capture
+from liftdata.capture import Capture, CaptureError
 from liftdata.io.schema import Sample, make_key, make_meta
 
 __all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler"]
@@ -83,6 +83,7 @@ class Expansion:
     seed: int = 0
     include_captured: bool = True
     backend: str = "auto"
+    _references: dict = field(default_factory=dict, init=False, repr=False)  # last reference indices -> References
 
     @cached_property
     def plan(self) -> Any:
@@ -116,11 +117,13 @@ class Expansion:
         from liftdata.lifters.base import References, render_conditions
 
         cap = self.capture
-        refs = [int(i) for i in clip.reference_indices]
-        ref_cond = render_conditions(cap.head_model, cap.identity, cap.kinematics[np.array(refs)], cap.camera,
-                                     self.backend)
-        references = References(np.stack([np.asarray(cap.frames[i]) for i in refs]), ref_cond,
-                                tuple(captured_key(cap, i) for i in refs))
+        refs = tuple(int(i) for i in clip.reference_indices)
+        if refs not in self._references:  # consecutive clips often share references: keep the last set only
+            ref_cond = render_conditions(cap.head_model, cap.identity, cap.kinematics[np.array(refs)], cap.camera,
+                                         self.backend)
+            self._references = {refs: References(np.stack([np.asarray(cap.frames[i]) for i in refs]), ref_cond,
+                                                 tuple(captured_key(cap, i) for i in refs))}
+        references = self._references[refs]
         driving = render_conditions(cap.head_model, cap.identity, clip.kinematics, cap.camera, self.backend)
         clip_seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
         frames = self.lifter.lift(references, driving, seed=clip_seed)
@@ -155,7 +158,7 @@ class Expansion:
         from liftdata.io import resume_state
 
         _check_writable(Path(out_dir))
-        start = resume_state(out_dir) if Path(out_dir).exists() else 0
+        start = resume_state(out_dir)
         kwargs.setdefault("name", self.capture.capture_id)
         return writer(self.samples(start), out_dir, start=start, expected_total=len(self), **kwargs)
 
@@ -245,6 +248,8 @@ class LiftDataset:
     def from_tracked(cls, directory: str | os.PathLike, head_model: Any = None) -> LiftDataset:
         """A saved liftdata capture (`Capture.save`) or a VHAP/GaussianAvatars directory (FLAME model needed)."""
         d = Path(directory)
+        if not d.is_dir():
+            raise CaptureError(f"{d}: no such directory (expected a saved capture or a VHAP/GaussianAvatars directory)")
         if (d / "capture.json").is_file():
             return cls(Capture.load(d, head_model))
         from liftdata.io.vhap import import_vhap
@@ -268,9 +273,11 @@ class LiftDataset:
         """
         if not isinstance(n, (int, np.integer)) or n <= 0:
             raise ValueError(f"expand: n must be a positive integer, got {n!r}")
+        if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
+            raise ValueError(f"expand: size must be a positive integer or None, got {size!r}")
         from liftdata.lifters import WarpLifter
 
-        capture = self.capture.resized(size) if size else self.capture
+        capture = self.capture.resized(size) if size is not None else self.capture
         sampler = sampler or default_sampler(len(capture))
         return Expansion(capture, int(n), sampler, lifter or WarpLifter(backend=backend),
                          seed, include_captured, backend)

@@ -54,10 +54,12 @@ def sampler_from_spec(spec: Any, where: str = "sampler") -> Any:
         raise RecipeError(f"{where}: expected exactly one sampler name, got {keys}")
     name, value = keys[0], spec[keys[0]]
     if name in leaves:
+        if not isinstance(value, (Mapping, type(None))):
+            raise RecipeError(f"{where}.{name}: expected a mapping of parameters, got {value!r}")
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in (value or {}).items()}
         try:
             return leaves[name](**params)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise RecipeError(f"{where}.{name}: {e}") from None
     if name in ("mix", "concat", "product"):
         if not isinstance(value, list) or not value:
@@ -87,7 +89,12 @@ def apply_overrides(recipe: dict, overrides: Sequence[str]) -> dict:
         *parents, leaf = path.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise RecipeError(f"--set {item!r}: {p!r} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise RecipeError(f"--set {item!r}: value is not valid YAML ({e})") from None
     return out
 
 
@@ -103,6 +110,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict:
     if not isinstance(recipe, dict) or not {"input", "expand", "output"} <= set(recipe):
         raise RecipeError(f"{path}: a recipe needs the sections input, expand and output")
     recipe = apply_overrides(recipe, overrides)
+    for section in ("input", "expand", "output"):
+        if not isinstance(recipe[section], dict):
+            raise RecipeError(f"{path}: section {section!r} must be a mapping")
+    if "n" not in recipe["expand"]:
+        raise RecipeError(f"{path}: expand.n (the number of lifted frames) is required")
     base = path.resolve().parent
     for section, key in [("input", "video"), ("input", "images"), ("input", "tracked"), ("output", "dir")]:
         value = recipe[section].get(key)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from flame_fixtures import make_embedding_arrays, make_flame_arrays, write_npz
 

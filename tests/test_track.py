@@ -3,7 +3,6 @@
 import sys
 
 import av
-import cv2
 import numpy as np
 import pytest
 import torch

@@ -26,7 +26,9 @@ def _fmt(x: Any) -> str:
 
 
 def write_summary_png(report: dict[str, Any], renders, gt, path: str | Path) -> None:
-    import matplotlib
+    from liftdata._extras import require
+
+    matplotlib = require("matplotlib", "viz")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

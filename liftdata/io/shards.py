@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import re
 from dataclasses import dataclass
@@ -122,7 +123,7 @@ def _size_category(n: int) -> str:
 
 def dataset_card(manifest: dict[str, Any]) -> str:
     """README.md with Hugging Face YAML front matter for a finished dataset."""
-    fmt, name, ext = manifest["format"], manifest["name"], manifest["extension"]
+    fmt, name = manifest["format"], manifest["name"]
     front = {
         "pretty_name": f"{name} (liftdata)",
         "license": "other",  # placeholder: set the license of the source footage
@@ -132,7 +133,7 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["shards_glob"]}]}],
     }
     load = (f'load_dataset("webdataset", data_files="{name}-*.tar")' if fmt == "webdataset"
-            else f'load_dataset("parquet", data_dir="<this directory>")')
+            else 'load_dataset("parquet", data_dir="<this directory>")')
     body = f"""# {name}
 
 Training frames for 3D Gaussian head avatars, written by {manifest["generator"]}: captured frames
@@ -160,6 +161,9 @@ class ShardLog:
                  subdir: str = ""):
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ValueError(f"name: {name!r} must match [A-Za-z0-9_][A-Za-z0-9_.-]*")
+        for key in ("max_count", "max_size"):
+            if not isinstance(settings.get(key), numbers.Real) or settings[key] <= 0:
+                raise ValueError(f"{key}: must be a positive number, got {settings.get(key)!r}")
         self.out_dir, self.fmt, self.name, self.ext = Path(out_dir), fmt, name, ext
         self.subdir = subdir  # shard files live in out_dir/subdir
         self._shard_re = re.compile(rf"^{re.escape(name)}-([0-9]{{6}})\.{re.escape(ext)}$")
@@ -234,7 +238,7 @@ class ShardLog:
             return samples
         for record in self.records:
             digest = hashlib.sha256()
-            for i in range(record["count"]):
+            for _ in range(record["count"]):
                 sample = next(samples, None)
                 if sample is None:
                     raise DatasetDirError(f"{self.out_dir}: holds a different dataset: the sample stream ended "

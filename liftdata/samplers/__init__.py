@@ -33,7 +33,7 @@ __all__ = [
     "interpolate", "mine_extremes", "pose_sweep", "SAMPLERS",
 ]
 
-#: The samplers by name (explicit list; `liftdata build` recipes refer to these names).
+#: The leaf samplers by their `name` (recorded as `meta.sampler.name`; recipes use the constructor names below).
 SAMPLERS: dict[str, type[LeafSampler]] = {
     ExpressionInterpolation.name: ExpressionInterpolation,
     ExtremeExpressionMining.name: ExtremeExpressionMining,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liftdata._extras import require
 from liftdata.lifters.liftavatar.pipeline import LiftAvatarPipeline, encode_frames
 from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel
 
@@ -209,7 +210,7 @@ def build_pipeline(cfg: TrainConfig) -> LiftAvatarPipeline:
 def make_trainable(model: LiftAvatarTransformer3DModel, lora_rank: int, lora_alpha: float | None) -> list:
     """Full fine-tuning (rank 0) or LoRA on attention + FFN with the new condition paths trained fully."""
     if lora_rank > 0:
-        from peft import LoraConfig
+        LoraConfig = require("peft", "train").LoraConfig  # noqa: N806
 
         model.requires_grad_(False)
         model.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_alpha or lora_rank, target_modules=LORA_TARGETS,
@@ -221,7 +222,7 @@ def make_trainable(model: LiftAvatarTransformer3DModel, lora_rank: int, lora_alp
 
 def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights with any LoRA merged in, under the plain (adapter-free) names."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    BaseTunerLayer = require("peft.tuners.tuners_utils", "train").BaseTunerLayer  # noqa: N806
 
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
     for m in layers:
@@ -264,7 +265,7 @@ class TrainResult:
 
 def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
     """Run the flow-matching loop of `cfg`; `data` skips capture loading/encoding (tests, benchmarks)."""
-    from accelerate import Accelerator
+    Accelerator = require("accelerate", "train").Accelerator  # noqa: N806
 
     if cfg.num_frames % 4 != 1:
         raise ValueError(f"num_frames: must be 4n + 1, got {cfg.num_frames}")
