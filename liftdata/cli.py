@@ -51,7 +51,8 @@ def _expand(args: argparse.Namespace) -> int:
     from liftdata.lifters import load_lifter
 
     _set_threads()
-    lifter, sampler = load_lifter(args.lifter, args.checkpoint), _sampler(args.sampler)  # fail before tracking
+    lifter = load_lifter(args.lifter, args.checkpoint, device=args.device, torch_dtype=args.dtype)
+    sampler = _sampler(args.sampler)  # both fail before tracking
     dataset = _open_input(args)
     expansion = dataset.expand(args.n, sampler, lifter,
                                seed=args.seed, size=args.size, include_captured=not args.no_captured)
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(default: extremes + pose sweeps + interpolation)")
     p.add_argument("--lifter", choices=["warp", "liftavatar"], default="warp")
     p.add_argument("--checkpoint", help="liftavatar checkpoint directory")
+    p.add_argument("--device", default="auto", help="liftavatar: torch device (default: cuda when available)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="liftavatar: transformer dtype (bfloat16 on recent GPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_positive_int, help="longer image side of the output (default: the input's)")
     p.add_argument("--shard-size", type=_positive_int, default=1000, help="samples per shard")

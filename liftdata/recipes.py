@@ -14,7 +14,7 @@ where the dataset goes; `liftdata build RECIPE.yaml` runs it (see `recipes/`).
         mix:
           - {mine_extremes: {}, weight: 0.6}
           - {product: [{interpolate: {}}, {pose_sweep: {yaw: [-40, 40]}}], weight: 0.4}
-      lifter: {name: warp}            # or {name: liftavatar, checkpoint: PATH}
+      lifter: {name: warp}            # or {name: liftavatar, checkpoint: PATH, device: cuda, dtype: bfloat16}
     output:
       dir: out/selfie
       format: webdataset              # webdataset | parquet | vhap
@@ -173,7 +173,8 @@ def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
         raise RecipeError(f"output.format: expected webdataset, parquet or vhap, got {fmt!r}")
     dataset = open_dataset(recipe["input"])
     lifter_spec = exp.get("lifter") or {"name": "warp"}
-    lifter = load_lifter(lifter_spec.get("name", "warp"), lifter_spec.get("checkpoint"))
+    lifter = load_lifter(lifter_spec.get("name", "warp"), lifter_spec.get("checkpoint"),
+                         device=lifter_spec.get("device", "auto"), torch_dtype=lifter_spec.get("dtype"))
     sampler = sampler_from_spec(exp["sampler"], "expand.sampler") if exp.get("sampler") else None
     expansion = dataset.expand(exp["n"], sampler, lifter, seed=exp.get("seed", 0), size=exp.get("size"),
                                include_captured=exp.get("include_captured", True))

@@ -1,9 +1,17 @@
 """Synthetic captures with exact ground truth: the test bed for tracking, lifting and benchmarks.
 
-`make_capture(seed, ...)` renders a procedural subject (random template offsets, a painted skin
-albedo with lips, brows and freckles, eyeballs and a mouth interior with teeth) over a static
-background under given or sampled kinematics, and returns a `Capture` whose kinematics, camera
-and identity are the ones used to render: ground truth, not estimates. Deterministic per seed.
+`make_capture(seed, ...)` renders a procedural subject (random template offsets, a skin albedo,
+eyeballs and a mouth interior with teeth) over a static background under given or sampled
+kinematics, and returns a `Capture` whose kinematics, camera and identity are the ones used to
+render: ground truth, not estimates. Deterministic per seed.
+
+Two albedos (`texture=`): "painted" (default: a procedural skin with lips, brows and freckles) and
+"photo" (builtin model only: the photo `skimage.data.astronaut()` that the builtin template was
+built from, mapped through the mediapipe landmarks detected on it, so the photo pixel under each
+vertex is where mediapipe puts that landmark on a real face; with a per-seed colour jitter). The
+photo subject also gets a "skirt": two rings of geometry continuing the face outline backwards,
+textured with the photo around the face (hair, ears, neck), because a face cut exactly at the
+face-oval landmarks makes mediapipe pull its oval landmarks inwards (chin ~7 px at 256^2).
 
 Geometry that the face mesh lacks is added per frame from its boundary loops (the open eyes and
 mouth): each hole gets a recessed cap (a short tube going inwards and a fan), textured as an
@@ -62,6 +70,8 @@ class Subject:
     texture: np.ndarray  # [512, 512, 3] uint8 albedo atlas
     background: np.ndarray  # [size, size, 3] uint8
     light_dir: tuple[float, float, float]  # camera space, pointing from the surface towards the light
+    face_uv: np.ndarray | None = None  # [V, 2] atlas pixels of the face vertices; None: frontal projection
+    skirt: bool = False  # continue the face outline backwards (see the module docstring)
 
 
 def random_identity(model: HeadModel, rng: np.random.Generator) -> np.ndarray:
@@ -136,6 +146,34 @@ def _paint_texture(template: np.ndarray, holes: _Holes, rng: np.random.Generator
     return (np.clip(atlas, 0, 1) * 255).astype(np.uint8)
 
 
+_PHOTO_CROP = 184  # photo pixels around the face that fill the face square of the atlas
+
+
+@lru_cache(maxsize=1)
+def _photo_landmarks() -> np.ndarray:  # [468, 2] pixels of `astronaut()` (centres at integers)
+    """mediapipe's landmarks on the builtin template's source photo (as `build_builtin` detects them)."""
+    from liftdata.head.build_builtin import detect_landmarks
+
+    raw, (w, h) = detect_landmarks()
+    return raw[:, :2] * (w, h) - 0.5
+
+
+def _photo_texture(template: np.ndarray, holes: _Holes, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Atlas with the astronaut photo in the face square (colour-jittered) and the face uvs [468, 2]."""
+    from skimage.data import astronaut
+
+    atlas = _paint_texture(template, holes, rng)  # keeps the eyeball and mouth squares
+    px = _photo_landmarks()
+    x0, y0 = np.round((px.min(0) + px.max(0)) / 2 - _PHOTO_CROP / 2).astype(int)
+    crop = astronaut()[y0:y0 + _PHOTO_CROP, x0:x0 + _PHOTO_CROP].astype(np.float32) / 255
+    face = cv2.resize(crop, (_FACE_PX, _FACE_PX), interpolation=cv2.INTER_CUBIC)
+    gain = rng.uniform(0.8, 1.15) * rng.uniform(0.9, 1.1, 3)  # brightness and tint
+    atlas[:_FACE_PX, :_FACE_PX] = (np.clip(face * gain, 0, 1) * 255 + 0.5).astype(np.uint8)
+    scale = _FACE_PX / _PHOTO_CROP
+    uv = (px - (x0 - 0.5, y0 - 0.5)) * scale - 0.5
+    return atlas, uv.astype(np.float32)
+
+
 def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     a, b = rng.uniform(0.2, 0.8, 3), rng.uniform(0.2, 0.8, 3)
@@ -147,15 +185,29 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def make_subject(seed: int, head_model: HeadModel | None = None, size: int = 256) -> Subject:
-    """A deterministic random subject for `seed`."""
+TEXTURES = ("painted", "photo")
+
+
+def make_subject(seed: int, head_model: HeadModel | None = None, size: int = 256,
+                 texture: str = "painted") -> Subject:
+    """A deterministic random subject for `seed` with a "painted" or "photo" albedo (module docstring)."""
+    if texture not in TEXTURES:
+        raise ValueError(f"texture: expected one of {TEXTURES}, got {texture!r}")
     model = head_model or _default_model()
     rng = np.random.default_rng([seed, 1])
     identity = random_identity(model, rng)
     template = _template(model, identity)
-    texture = _paint_texture(template, _holes(model.faces, template), rng)
+    holes = _holes(model.faces, template)
+    if texture == "photo":
+        if len(template) != 468 or model.name != "builtin":
+            raise ValueError(f"texture='photo' needs the builtin head model (its vertices are mediapipe "
+                             f"landmarks), got {model.name!r} with {len(template)} vertices")
+        atlas, uv = _photo_texture(template, holes, rng)
+    else:
+        atlas, uv = _paint_texture(template, holes, rng), None
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, -0.2), -1.0])
-    return Subject(model, identity, texture, _background(size, rng), tuple((light / np.linalg.norm(light)).tolist()))
+    return Subject(model, identity, atlas, _background(size, rng), tuple((light / np.linalg.norm(light)).tolist()),
+                   face_uv=uv, skirt=texture == "photo")
 
 
 def _default_model() -> HeadModel:
@@ -242,23 +294,67 @@ def _caps(verts: torch.Tensor, holes: _Holes, depth_eye: float = 0.006, depth_mo
     return torch.cat(new_v, 1), np.array(new_f, np.int64), np.concatenate(new_uv).astype(np.float32)
 
 
-def render_subject(subject: Subject, kinematics: Kinematics, camera: Camera, *, supersample: int = 2,
-                   backend: str = "auto") -> np.ndarray:
-    """Render frames [T, H, W, 3] uint8 of `subject` under `kinematics` (anti-aliased)."""
-    from liftdata.render import condition_maps, rasterize, render_textured
+SKIRT_RINGS = ((0.02, 0.015), (0.04, 0.05))  # (outwards, backwards) in metres of each ring
 
+
+def _rigid_rotation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [V, 3], [T, V, 3] -> [T, 3, 3]
+    """The rotations R that best map a onto each b (Kabsch: b - mean ~ (a - mean) R^T)."""
+    h = (a - a.mean(0)).T[None] @ (b - b.mean(1, keepdim=True))
+    u, _, vt = torch.linalg.svd(h)
+    d = torch.sign(torch.det(vt.transpose(1, 2) @ u.transpose(1, 2)))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), torch.ones_like(d), d], -1))
+    return vt.transpose(1, 2) @ fix @ u.transpose(1, 2)
+
+
+def _skirt(verts: torch.Tensor, template: np.ndarray, loop: np.ndarray, uv: np.ndarray, base: int):
+    """Rings continuing the outer boundary `loop` outwards and backwards, rigid with the head.
+
+    Each ring vertex is its boundary vertex plus a fixed template-space offset turned by the head's
+    rotation (Kabsch per frame); its uv continues the boundary uv outwards at the atlas' scale.
+    Returns vertices [T, n, 3], faces (indices from `base`), uvs [n, 2].
+    """
+    p = template[loop]
+    d = np.stack([p[:, 0], p[:, 1] - template[:, 1].mean(), np.zeros(len(p))], 1)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    px_per_m = np.linalg.norm(uv[263] - uv[33]) / np.linalg.norm(template[263] - template[33])
+    rot = _rigid_rotation(torch.as_tensor(template, dtype=verts.dtype), verts[:, :len(template)])
+    new_v, new_f, new_uv, prev, n = [], [], [], np.asarray(loop), len(loop)
+    for i, (out, back) in enumerate(SKIRT_RINGS):
+        offset = torch.as_tensor(out * d - [0, 0, back], dtype=verts.dtype)
+        new_v.append(verts[:, loop] + offset[None] @ rot.transpose(1, 2))
+        new_uv.append(uv[loop] + px_per_m * out * d[:, :2] * [1, -1])
+        cur = base + i * n + np.arange(n)
+        nxt = np.roll(np.arange(n), -1)
+        new_f += np.stack([prev, cur, prev[nxt]], 1).tolist() + np.stack([prev[nxt], cur, cur[nxt]], 1).tolist()
+        prev = cur
+    return torch.cat(new_v, 1), np.array(new_f, np.int64), np.concatenate(new_uv).astype(np.float32)
+
+
+def _scene(subject: Subject, kinematics: Kinematics):
+    """The subject's mesh with caps (and skirt): vertices [T, V', 3], faces, atlas uvs [V', 2]."""
     model = subject.head_model
     template = _template(model, subject.identity)
     holes = _holes(model.faces, template)
     with torch.no_grad():
         verts = model.vertices(torch.as_tensor(subject.identity), kinematics).float()
-    uv = _face_uv(template).astype(np.float32)
-    faces = np.asarray(model.faces, np.int64)
+    face_uv = _face_uv(template) if subject.face_uv is None else subject.face_uv
+    uv, faces = face_uv.astype(np.float32), np.asarray(model.faces, np.int64)
     if holes.mouth is not None or holes.eyes:
         cap_v, cap_f, cap_uv = _caps(verts, holes)
-        verts = torch.cat([verts, cap_v], 1)
-        faces = np.concatenate([faces, cap_f])
-        uv = np.concatenate([uv, cap_uv])
+        verts, faces, uv = torch.cat([verts, cap_v], 1), np.concatenate([faces, cap_f]), np.concatenate([uv, cap_uv])
+    if subject.skirt:
+        loop = boundary_loops(np.asarray(model.faces))[0]
+        sk_v, sk_f, sk_uv = _skirt(verts, template, loop, face_uv, verts.shape[1])
+        verts, faces, uv = torch.cat([verts, sk_v], 1), np.concatenate([faces, sk_f]), np.concatenate([uv, sk_uv])
+    return verts, faces, uv
+
+
+def render_subject(subject: Subject, kinematics: Kinematics, camera: Camera, *, supersample: int = 2,
+                   backend: str = "auto") -> np.ndarray:
+    """Render frames [T, H, W, 3] uint8 of `subject` under `kinematics` (anti-aliased)."""
+    from liftdata.render import condition_maps, rasterize, render_textured
+
+    verts, faces, uv = _scene(subject, kinematics)
     big = camera.resized(camera.width * supersample, camera.height * supersample)
     frags = rasterize(verts, faces, big, backend=backend)
     albedo, mask = render_textured(verts, faces, big, torch.as_tensor(uv), subject.texture, fragments=frags)
@@ -274,7 +370,7 @@ def render_subject(subject: Subject, kinematics: Kinematics, camera: Camera, *, 
 
 def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = None, size: int = 256,
                  head_model: HeadModel | None = None, fov_y_deg: float = 24.0, distance: float = 0.55,
-                 backend: str = "auto", **motion: Any) -> Capture:
+                 backend: str = "auto", texture: str = "painted", **motion: Any) -> Capture:
     """A synthetic capture with exact ground truth, deterministic per `seed`.
 
     Args:
@@ -283,9 +379,10 @@ def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = 
         kinematics: render these instead of sampling (their length sets n_frames).
         size: square frame size in pixels.
         head_model: defaults to the builtin model.
+        texture: "painted" or "photo" (builtin model only; see the module docstring).
         motion: keyword arguments for `sample_kinematics` (e.g. max_yaw_deg, expression_scale).
     """
-    subject = make_subject(seed, head_model, size)
+    subject = make_subject(seed, head_model, size, texture)
     model = subject.head_model
     if kinematics is None:
         kinematics = sample_kinematics(model, n_frames, np.random.default_rng([seed, 2]), **motion)
@@ -293,7 +390,8 @@ def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = 
     frames = render_subject(subject, kinematics, camera, backend=backend)
     return Capture(frames=frames, kinematics=kinematics, camera=camera, identity=subject.identity,
                    head_model=model, capture_id=f"synthetic-{seed}", subject_id=f"synthetic-{seed}",
-                   fps=25.0, extra={"synthetic": {"seed": seed, "light_dir": list(subject.light_dir)}})
+                   fps=25.0, extra={"synthetic": {"seed": seed, "light_dir": list(subject.light_dir),
+                                                  "texture": texture}})
 
 
 @lru_cache(maxsize=1)

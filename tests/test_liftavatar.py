@@ -252,3 +252,60 @@ def test_lifter_returns_uint8_frames_at_driving_size(tmp_path):
     bad = LiftAvatarLifter(tiny_pipeline())  # coefficient_dim 7: another head model
     with pytest.raises(ValueError, match="coefficients"):
         bad.lift(refs, driving)
+
+
+def test_lifter_bfloat16_keeps_sensitive_modules_float32_and_agrees_with_float32(tmp_path):
+    from liftdata.head import load_head_model
+    from liftdata.lifters import load_lifter
+    from liftdata.lifters.base import References, render_conditions
+    from liftdata.lifters.liftavatar import coefficient_dim
+    from liftdata.synthetic import make_capture
+
+    cap = make_capture(0, n_frames=7, size=32)
+    torch.manual_seed(0)
+    model = LiftAvatarTransformer3DModel(**WAN, **{**NEW, "coefficient_dim": coefficient_dim(cap.kinematics.expression.shape[1])})
+    LiftAvatarPipeline(model, AutoencoderKLWan(**VAE), FlowMatchEulerDiscreteScheduler()).save_pretrained(tmp_path)
+    f32 = load_lifter("liftavatar", str(tmp_path), device="auto", torch_dtype=None, num_inference_steps=2)
+    b16 = load_lifter("liftavatar", str(tmp_path), device="cpu", torch_dtype="bfloat16", num_inference_steps=2)
+    t = b16.pipeline.transformer
+    assert t.blocks[0].attn1.to_q.weight.dtype == torch.bfloat16
+    assert t.rope.freqs_cos.dtype == t.blocks[0].scale_shift_table.dtype == torch.float32  # as from_pretrained keeps them
+    assert t.condition_embedder.time_embedder.linear_1.weight.dtype == torch.float32
+    head = load_head_model("builtin")
+    refs = References(np.stack([cap.frames[0]]), render_conditions(head, cap.identity, cap.kinematics[:1], cap.camera))
+    driving = render_conditions(head, cap.identity, cap.kinematics[2:7], cap.camera)
+    a, b = f32.lift(refs, driving, seed=1).astype(int), b16.lift(refs, driving, seed=1).astype(int)
+    other_seed = np.abs(a - f32.lift(refs, driving, seed=2).astype(int)).mean()  # measured 2.3
+    assert np.abs(a - b).mean() < 0.2 * other_seed  # bf16 rounding only (measured 0.007)
+    with pytest.raises(ValueError, match="torch_dtype"):
+        load_lifter("liftavatar", str(tmp_path), torch_dtype="int8")
+    assert type(load_lifter("warp", device="cuda", torch_dtype="bfloat16")).__name__ == "WarpLifter"
+
+
+def test_base_checkpoint_with_umt5_caches_the_empty_prompt(tmp_path):
+    """With text_encoder/ + tokenizer/ (a tiny umT5 made here), "" is encoded once into text_context."""
+    from tokenizers import Tokenizer, models, processors
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+                            ).save_pretrained(tmp_path / "tokenizer")
+    torch.manual_seed(0)
+    text_dim = WAN["text_dim"]
+    encoder = UMT5EncoderModel(UMT5Config(vocab_size=4, d_model=text_dim, d_kv=4, num_heads=2, num_layers=1,
+                                          d_ff=32, pad_token_id=0, eos_token_id=1)).eval()
+    encoder.save_pretrained(tmp_path / "text_encoder")
+    tiny_wan().save_pretrained(tmp_path / "transformer")
+    AutoencoderKLWan(**VAE).save_pretrained(tmp_path / "vae")
+    FlowMatchEulerDiscreteScheduler(shift=3.0).save_pretrained(tmp_path / "scheduler")
+
+    pipe = LiftAvatarPipeline.from_pretrained(tmp_path, text_length=6, coefficient_dim=C)
+    context = pipe.transformer.text_context
+    ids = torch.tensor([[1, 0, 0, 0, 0, 0]])  # "" -> [</s>] padded to 6 (as WanPipeline encodes it)
+    with torch.no_grad():
+        expected = encoder(input_ids=ids, attention_mask=(ids == 1).long()).last_hidden_state[:, :1]
+    assert context.shape == (1, 6, text_dim)
+    torch.testing.assert_close(context[:, :1], expected)
+    assert torch.count_nonzero(context[:, 1:]) == 0 and torch.count_nonzero(context[:, 0]) > 0

@@ -89,8 +89,19 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert len(b.losses) == 2 and np.allclose(a.losses[2:], b.losses, rtol=1e-5)
     wa = load_file(a.pipeline_dir / "transformer" / "diffusion_pytorch_model.safetensors")
     wb = load_file(b.pipeline_dir / "transformer" / "diffusion_pytorch_model.safetensors")
-    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    # CUDA (accelerate picks it when present): TF32 convolutions and non-deterministic reductions
+    atol = 1e-4 if torch.cuda.is_available() else 1e-6
+    assert all(torch.allclose(wa[k], wb[k], atol=atol) for k in wa)
     assert json.loads((tmp_path / "b" / "checkpoint-4" / "step.json").read_text())["step"] == 4
+
+
+def test_time_budget_and_step_times(tmp_path):
+    data = random_data()
+    full = train(config(tmp_path / "full", steps=3, save_final=False), data)
+    assert full.steps == 3 and len(full.step_seconds) == 3 and all(t > 0 for t in full.step_seconds)
+    assert full.pipeline_dir is None and not (tmp_path / "full" / "final").exists()
+    capped = train(config(tmp_path / "capped", steps=3, max_seconds=1e-9), data)  # budget spent before step 1
+    assert capped.steps == 0 and capped.losses == [] and (capped.pipeline_dir / "model_index.json").is_file()
 
 
 def test_main_trains_on_synthetic_captures_and_lifter_loads(tmp_path):
@@ -120,3 +131,15 @@ def test_config_errors(tmp_path):
         load_config(path)
     with pytest.raises(ValueError, match="num_frames"):
         train(config(tmp_path, num_frames=6), random_data())
+
+
+def test_shipped_lifter_recipe_is_a_valid_config():
+    from pathlib import Path
+
+    from liftdata.lifters.liftavatar import coefficient_dim
+    from liftdata.lifters.liftavatar.training import load_config
+
+    path = Path(__file__).resolve().parent.parent / "recipes" / "lifter" / "wan2.1-1.3b-lora.yaml"
+    cfg = load_config(path, output_dir="elsewhere")
+    assert cfg.output_dir == "elsewhere" and cfg.num_frames % 4 == 1 and cfg.mixed_precision == "bf16"
+    assert cfg.model["coefficient_dim"] == coefficient_dim(33) and cfg.lora_rank > 0

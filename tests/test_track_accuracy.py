@@ -21,6 +21,16 @@ per-point mean) that even a PnP with the exact ground-truth 3D shape turns into 
 error. With exact (ground-truth projected) landmarks the same fit reaches rotation 0.9 / 1.6 deg and
 reprojection 0.3 / 0.4 px (asserted below): the bottleneck is the detector, not the fit. The
 asserts are the measured values plus a margin.
+
+A more realistic albedo does not remove the bias: `make_capture(..., texture="photo")` (the
+astronaut photo the template was detected on, plus a skirt continuing the face outline) gives
+rotation 4.5 / 4.0 deg (pitch offset 3.3 / 3.6), reprojection 4.2 / 3.5 px, expression MAE
+0.076 / 0.081. What remains, measured with static mediapipe on renders: (a) the random identity
+offsets (6 smooth bumps of ~4 mm, in-plane too) raise the mean landmark error from ~2 px (zero
+identity) to 3.5-5 px: mediapipe does not follow such local warps of a face, it regresses towards
+its own face shape; (b) even the template's own face, photo-textured, is read with the nose tip
+~2-3 px low relative to the eyes at 0.55 m (~1.3 px for a near-orthographic camera), independent of
+the shading, the eye texture and a +-30% depth scale. So the painted albedo stays the test bed here.
 """
 
 import cv2

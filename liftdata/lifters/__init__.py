@@ -14,8 +14,13 @@ LIFTERS = ("warp", "liftavatar")
 
 
 def load_lifter(name: str = "warp", checkpoint: str | None = None, **kwargs: Any) -> Lifter:
-    """`warp` (no weights, the default) or `liftavatar` (the diffusion lifter; needs `checkpoint`)."""
+    """`warp` (no weights, the default) or `liftavatar` (the diffusion lifter; needs `checkpoint`).
+
+    `device` / `torch_dtype` keyword arguments reach `LiftAvatarLifter.from_pretrained` (the warp
+    lifter runs on the CPU and ignores them).
+    """
     if name == "warp":
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("device", "torch_dtype")}  # CPU, no weights
         if checkpoint is not None:
             raise LifterInputError("the warp lifter has no checkpoint; drop --checkpoint or use --lifter liftavatar")
         return WarpLifter(**kwargs)

@@ -21,6 +21,9 @@ from liftdata.lifters.liftavatar.pipeline import LiftAvatarPipeline
 __all__ = ["LiftAvatarLifter", "pack_coefficients", "pack_maps", "coefficient_dim"]
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 def coefficient_dim(n_expression: int) -> int:
     """Width of `pack_coefficients` for a head model with `n_expression` coefficients."""
     return n_expression + sum(w for w in KINEMATIC_FIELDS.values() if w is not None)
@@ -50,13 +53,24 @@ class LiftAvatarLifter:
 
     def __init__(self, pipeline: LiftAvatarPipeline, num_inference_steps: int = 30, guidance_scale: float = 1.0):
         self.pipeline = pipeline
+        pipeline.set_progress_bar_config(leave=False)  # per-clip step bars under expand's own bar
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
-                        torch_dtype: torch.dtype | None = None, **options) -> LiftAvatarLifter:
-        """Load a pipeline saved by `liftdata train-lifter` (or `LiftAvatarPipeline.save_pretrained`)."""
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto",
+                        torch_dtype: torch.dtype | str | None = None, **options) -> LiftAvatarLifter:
+        """Load a pipeline saved by `liftdata train-lifter` (or `LiftAvatarPipeline.save_pretrained`).
+
+        device: "auto" = CUDA when available, else CPU. torch_dtype: the transformer's dtype
+        (a torch dtype or its name, e.g. "bfloat16"; norms, RoPE and time embedding stay float32).
+        """
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if isinstance(torch_dtype, str):
+            if torch_dtype not in DTYPES:
+                raise ValueError(f"torch_dtype: expected one of {sorted(DTYPES)}, got {torch_dtype!r}")
+            torch_dtype = DTYPES[torch_dtype]
         return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype).to(device), **options)
 
     def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel
+from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel, cast_model
 
 __all__ = ["LiftAvatarPipeline", "LiftAvatarPipelineOutput", "normalize_latents", "denormalize_latents",
            "encode_frames", "empty_prompt_embedding"]
@@ -124,7 +124,7 @@ class LiftAvatarPipeline(DiffusionPipeline):
         vae = AutoencoderKLWan.from_pretrained(path / "vae")
         scheduler = _load_scheduler(path / "scheduler")
         if torch_dtype is not None:
-            transformer = transformer.to(torch_dtype)
+            transformer = cast_model(transformer, torch_dtype)
         return cls(transformer=transformer, vae=vae, scheduler=scheduler)
 
     def enable_vae_tiling(self) -> None:

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,7 @@ class TrainConfig:
     clip_stride: int = 4
     max_references: int = 5  #: K is drawn from 1..max_references
     steps: int = 1000
+    max_seconds: float | None = None  #: stop (and save) after the step that exceeds this wall-clock budget
     batch_size: int = 1
     learning_rate: float = 1e-4
     weight_decay: float = 0.0
@@ -75,6 +77,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     gradient_accumulation_steps: int = 1
     checkpoint_every: int = 500
+    save_final: bool = True  #: write output_dir/final (a loadable pipeline) at the end
     resume: str | None = None  #: "latest" or a checkpoint directory
     seed: int = 0
     log_every: int = 10
@@ -259,8 +262,9 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
 @dataclass
 class TrainResult:
     losses: list[float]  #: per optimizer step
-    pipeline_dir: Path  #: the final pipeline
+    pipeline_dir: Path | None  #: the final pipeline (None when cfg.save_final is False)
     steps: int
+    step_seconds: list[float] = field(default_factory=list)  #: wall time of each step (GPU synchronised)
 
 
 def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
@@ -288,9 +292,14 @@ def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
         acc.load_state(str(resume / "state"))
         start = json.loads((resume / "step.json").read_text())["step"]
 
-    losses = []
+    losses, step_seconds = [], []
     model.train()
+    began = time.perf_counter()
     for step in range(start, cfg.steps):
+        if cfg.max_seconds is not None and time.perf_counter() - began > cfg.max_seconds:
+            acc.print(f"stopping after {step} steps: max_seconds={cfg.max_seconds} reached")
+            break
+        tic = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])  # per-step streams: resuming replays the same batches
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         batch = {k: (v.to(acc.device) if v is not None else None) for k, v in sample_batch(data, cfg, rng).items()}
@@ -301,13 +310,17 @@ def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
             acc.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
-        losses.append(loss.detach().item())
+        losses.append(loss.detach().item())  # .item() synchronises: the step time below is real
+        step_seconds.append(time.perf_counter() - tic)
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
-            acc.print(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f}")
+            acc.print(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f} "
+                      f"({np.mean(step_seconds[-cfg.log_every:]):.3f} s/step)")
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and acc.is_main_process:
             _checkpoint(acc, pipe, model, out / f"checkpoint-{step + 1}", step + 1)
-    final = save_pipeline(pipe, acc.unwrap_model(model), out / "final") if acc.is_main_process else out / "final"
-    return TrainResult(losses, final, cfg.steps)
+    final = out / "final" if cfg.save_final else None
+    if final is not None and acc.is_main_process:
+        save_pipeline(pipe, acc.unwrap_model(model), final)
+    return TrainResult(losses, final, start + len(losses), step_seconds)
 
 
 def _checkpoint(acc, pipe: LiftAvatarPipeline, model, directory: Path, step: int) -> None:
@@ -327,5 +340,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, output_dir=args.output_dir, steps=args.steps, resume=args.resume)
     result = train(cfg)
     final = np.mean(result.losses[-10:]) if result.losses else math.nan
-    print(f"trained {result.steps} steps; final loss {final:.4f}; pipeline at {result.pipeline_dir}")
+    where = f"; pipeline at {result.pipeline_dir}" if result.pipeline_dir else ""
+    print(f"trained {result.steps} steps; final loss {final:.4f}{where}")
     return 0

@@ -43,7 +43,7 @@ from diffusers.models.transformers.transformer_wan import (
 from torch import nn
 
 __all__ = ["LiftAvatarTransformer3DModel", "ShadingEncoder", "CoefficientEmbedding", "causal_time_pad",
-           "rope_at"]
+           "rope_at", "cast_model"]
 
 DRIVING_MODES = ("add", "tokens")
 REFERENCE_ROPES = ("prefix", "offset")
@@ -76,6 +76,22 @@ def rope_at(rope: WanRotaryPosEmbed, frames: torch.Tensor, height: int, width: i
                           w_tab[:width].view(1, 1, width, -1).expand(n, height, width, -1)], dim=-1)
         out.append(grid.reshape(1, n * height * width, 1, -1))
     return out[0], out[1]
+
+
+def cast_model(model: ModelMixin, dtype: torch.dtype) -> ModelMixin:
+    """`model` in `dtype`, except its `_keep_in_fp32_modules` (RoPE tables, time embedder, norms,
+    modulation tables), which stay float32 as `from_pretrained(torch_dtype=...)` keeps them."""
+    nn.Module.to(model, dtype)  # ModelMixin.to would warn about exactly what is undone below
+    keep = set(model._keep_in_fp32_modules or []) if dtype in (torch.float16, torch.bfloat16) else set()
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if keep.intersection(name.split(".")):
+            tensor.data = tensor.data.float()
+    for name, module in model.named_modules():  # non-persistent buffers (RoPE tables)
+        if keep.intersection(name.split(".")):
+            for key, buf in module._buffers.items():
+                if buf is not None and buf.is_floating_point():
+                    module._buffers[key] = buf.float()
+    return model
 
 
 def _patchify(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
@@ -223,7 +239,7 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         model.init_reference_patch_embedding()
         if text_context is not None:
             model.text_context.copy_(text_context.reshape(model.text_context.shape))
-        return model if wan.dtype == model.dtype else model.to(wan.dtype)
+        return model if wan.dtype == model.dtype else cast_model(model, wan.dtype)
 
     def forward(self,
                 hidden_states: torch.Tensor,  # [B, C, F', h, w] noisy target latents
