@@ -22,7 +22,7 @@ REPO = Path(liftdata.__file__).resolve().parent.parent
 FRAMES, N, SIZE = 6, 8, 96
 
 HELP = {  # command -> options its --help must mention
-    "expand": ["--n", "--out", "--format", "--sampler", "--lifter", "--checkpoint", "--size", "--no-captured"],
+    "expand": ["--n", "--out", "--format", "--sampler", "--lifter", "--checkpoint", "--device", "--dtype", "--size", "--no-captured"],
     "build": ["recipe", "--set"],
     "preview": ["dir", "--out"],
     "push": ["repo_id", "--public", "--token"],
@@ -144,3 +144,27 @@ def test_captured_sample_maps_match_the_reference_rasterizer():
         ma, mb = a.to_arrays()["mask"] > 127, b.to_arrays()["mask"] > 127
         assert (ma == mb).mean() > 0.99 and ma.sum() > 500
         assert np.array_equal(a.to_arrays()["image"], cap.frames[int(a.key[-3:])])
+
+
+def test_expand_with_a_liftavatar_checkpoint_in_bfloat16(tmp_path, capsys):
+    """--lifter liftavatar --checkpoint DIR --device cpu --dtype bfloat16 on a saved capture."""
+    import torch
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
+
+    from liftdata.lifters.liftavatar import LiftAvatarPipeline, LiftAvatarTransformer3DModel, coefficient_dim
+
+    make_capture(0, n_frames=6, size=32).save(tmp_path / "capture")
+    torch.manual_seed(0)
+    model = LiftAvatarTransformer3DModel(num_attention_heads=2, attention_head_dim=8, ffn_dim=16, num_layers=1,
+                                         text_dim=8, freq_dim=16, rope_max_seq_len=32, text_length=4,
+                                         coefficient_dim=coefficient_dim(33), shading_hidden=4, shading_channels=4)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    LiftAvatarPipeline(model, vae, FlowMatchEulerDiscreteScheduler()).save_pretrained(tmp_path / "ckpt")
+    out = tmp_path / "out"
+    assert main(["expand", str(tmp_path / "capture"), "--n", "5", "--out", str(out), "--lifter", "liftavatar",
+                 "--checkpoint", str(tmp_path / "ckpt"), "--device", "cpu", "--dtype", "bfloat16",
+                 "--no-preview"]) == 0
+    samples = list(read_webdataset(out / "webdataset"))
+    lifted = [s for s in samples if s.meta["source"] == "lifted"]
+    assert len(samples) == 6 + 5 and len(lifted) == 5
+    assert all(s.meta["lifter"]["name"] == "liftavatar" and s.to_arrays()["image"].shape == (32, 32, 3) for s in lifted)
