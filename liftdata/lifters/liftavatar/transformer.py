@@ -83,14 +83,9 @@ def cast_model(model: ModelMixin, dtype: torch.dtype) -> ModelMixin:
     modulation tables), which stay float32 as `from_pretrained(torch_dtype=...)` keeps them."""
     nn.Module.to(model, dtype)  # ModelMixin.to would warn about exactly what is undone below
     keep = set(model._keep_in_fp32_modules or []) if dtype in (torch.float16, torch.bfloat16) else set()
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
-        if keep.intersection(name.split(".")):
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:  # buffers: RoPE tables too
+        if keep.intersection(name.split(".")) and tensor.is_floating_point():
             tensor.data = tensor.data.float()
-    for name, module in model.named_modules():  # non-persistent buffers (RoPE tables)
-        if keep.intersection(name.split(".")):
-            for key, buf in module._buffers.items():
-                if buf is not None and buf.is_floating_point():
-                    module._buffers[key] = buf.float()
     return model
 
 
