@@ -50,6 +50,15 @@ def _expand(args: argparse.Namespace) -> int:
     """Track INPUT, plan n novel kinematics, lift them, write shards (+ a preview)."""
     from liftdata.lifters import load_lifter
 
+    from liftdata.dataset import process_rank
+
+    try:  # torchrun / accelerate launch: each process writes one part of the sample stream
+        rank, world_size = process_rank()
+        if world_size > 1 and args.format == "vhap":
+            raise ValueError("--format vhap is written by one process; run it without torchrun/accelerate")
+    except ValueError as e:
+        print(f"liftdata expand: error: {e}", file=sys.stderr)
+        return 2
     _set_threads()
     lifter = load_lifter(args.lifter, args.checkpoint, device=args.device, torch_dtype=args.dtype)
     sampler = _sampler(args.sampler)  # both fail before tracking
@@ -62,9 +71,20 @@ def _expand(args: argparse.Namespace) -> int:
     else:
         write = expansion.write_webdataset if args.format == "webdataset" else expansion.write_parquet
         where = write(out / args.format, max_count=args.shard_size).out_dir
-    print(f"dataset : {where}  ({len(expansion)} samples: {expansion.n_captured} captured + {args.n} lifted)")
-    if not args.no_preview:
+    part = f", part {rank + 1} of {world_size}" if world_size > 1 else ""
+    print(f"dataset : {where}  ({len(expansion)} samples: {expansion.n_captured} captured + {args.n} lifted{part})")
+    if not args.no_preview and rank == 0:
         print(f"preview : {expansion.preview(out / 'preview')}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    """Join the per-process parts (rank-*-of-N/) of a multi-process write into one dataset."""
+    from liftdata.io.shards import merge_ranks
+
+    result = merge_ranks(args.dir, strict=True)
+    print(f"dataset : {result.out_dir}  ({result.n_samples} samples in {len(result.files)} shards, "
+          f"{result.manifest['ranks']} parts)")
     return 0
 
 
@@ -192,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public", action="store_true", help="make the dataset public (default: private)")
     p.add_argument("--token", help="Hugging Face token (default: the cached login / HF_TOKEN)")
     p.set_defaults(run=_push)
+
+    p = sub.add_parser("merge", help="join the parts of a multi-process write", description=_merge.__doc__)
+    p.add_argument("dir", help="the dataset directory holding rank-*-of-N/ parts")
+    p.set_defaults(run=_merge)
 
     p = sub.add_parser("track", help="track a video/photos into a saved capture", description=_track.__doc__)
     _input_args(p)

@@ -13,6 +13,7 @@ captured clips, so captured and lifted keys never collide and sort captured firs
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -27,7 +28,7 @@ import torch
 from liftdata.capture import Capture, CaptureError
 from liftdata.io.schema import Sample, make_key, make_meta
 
-__all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler"]
+__all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler", "process_rank"]
 
 
 # ---------------------------------------------------------------------- captured frames
@@ -143,24 +144,60 @@ class Expansion:
 
     # ------------------------------------------------------------------ writing
     def write_webdataset(self, out_dir: str | os.PathLike, **kwargs: Any):
-        """Stream into WebDataset shards (see `liftdata.io.write_webdataset`); resumes a partial write."""
+        """Stream into WebDataset shards (see `liftdata.io.write_webdataset`); resumes a partial write.
+
+        Several processes (`torchrun`/`accelerate launch`: RANK and WORLD_SIZE in the environment,
+        or `rank=`, `world_size=`) each write a contiguous part of the stream (`rank_bounds`) into
+        `out_dir/rank-RRRRR-of-NNNNN/`; the last to finish writes the joined `out_dir/manifest.json`
+        (`liftdata.io.merge_ranks`). The joined dataset holds the same samples in the same order
+        as a single-process write.
+        """
         from liftdata.io import write_webdataset
 
         return self._write(write_webdataset, out_dir, **kwargs)
 
     def write_parquet(self, out_dir: str | os.PathLike, **kwargs: Any):
-        """Stream into Parquet shards (see `liftdata.io.write_parquet`); resumes a partial write."""
+        """Stream into Parquet shards (see `liftdata.io.write_parquet`); resumes a partial write.
+
+        Multi-process writes as in `write_webdataset`.
+        """
         from liftdata.io import write_parquet
 
         return self._write(write_parquet, out_dir, **kwargs)
 
-    def _write(self, writer: Any, out_dir: str | os.PathLike, **kwargs: Any):
+    def rank_bounds(self, world_size: int) -> list[int]:
+        """Sample indices [world_size + 1] splitting the stream into contiguous parts, one per process.
+
+        Parts end at clip boundaries (a clip is lifted in one piece) and are as equal in size as
+        those allow; a part may be empty when there are more processes than clips.
+        """
+        if not isinstance(world_size, int) or world_size < 1:
+            raise ValueError(f"world_size: expected a positive int, got {world_size!r}")
+        cuts = np.concatenate([np.arange(self.n_captured),  # captured frames split anywhere
+                               self.n_captured + np.cumsum([0] + [len(c.kinematics) for c in self.plan.clips]),
+                               [len(self)]])
+        targets = np.arange(1, world_size) * len(self) / world_size
+        inner = [int(cuts[np.argmin(np.abs(cuts - t))]) for t in targets]
+        return [0, *np.maximum.accumulate(inner).tolist(), len(self)]
+
+    def _write(self, writer: Any, out_dir: str | os.PathLike, rank: int | None = None,
+               world_size: int | None = None, **kwargs: Any):
         from liftdata.io import resume_state
+        from liftdata.io.shards import merge_ranks, rank_dir
 
         _check_writable(Path(out_dir))
-        start = resume_state(out_dir)
         kwargs.setdefault("name", self.capture.capture_id)
-        return writer(self.samples(start), out_dir, start=start, expected_total=len(self), **kwargs)
+        rank, world_size = process_rank(rank, world_size)
+        if world_size == 1:
+            start = resume_state(out_dir)
+            return writer(self.samples(start), out_dir, start=start, expected_total=len(self), **kwargs)
+        lo, hi = self.rank_bounds(world_size)[rank:rank + 2]
+        part = Path(out_dir) / rank_dir(rank, world_size)
+        start = resume_state(part)
+        result = writer(itertools.islice(self.samples(lo + start), hi - lo - start), part, start=start,
+                        expected_total=hi - lo, **kwargs)
+        merge_ranks(out_dir)  # the last rank to finish writes the joined manifest
+        return result
 
     def write_vhap(self, out_dir: str | os.PathLike) -> Path:
         """Write the VHAP/GaussianAvatars layout (FLAME captures): captured + lifted frames, all in
@@ -182,6 +219,9 @@ class Expansion:
         """
         from liftdata.io.hub import push_folder
 
+        if process_rank(kwargs.pop("rank", None), kwargs.pop("world_size", None))[1] > 1:
+            raise ValueError("push_to_hub: runs in one process; in a multi-process run, write_parquet with all "
+                             "processes, then upload the joined directory (`liftdata push DIR REPO`)")
         local = Path(local_dir or f"{repo_id.replace('/', '__')}-parquet")
         self.write_parquet(local, **kwargs)
         return push_folder(local, repo_id, private=private, token=token)
@@ -191,6 +231,24 @@ class Expansion:
         from liftdata.preview import write_preview
 
         return write_preview(self, Path(out_dir), n_lifted=n_lifted)
+
+
+def process_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
+    """(rank, world_size) of this process: the arguments, else RANK / WORLD_SIZE from the
+    environment (set by torchrun and `accelerate launch`), else (0, 1)."""
+    if rank is None and world_size is None:
+        env = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if None in env:
+            return 0, 1
+        try:
+            rank, world_size = int(env[0]), int(env[1])
+        except ValueError:
+            raise ValueError(f"RANK={env[0]!r}, WORLD_SIZE={env[1]!r} in the environment: expected integers") from None
+    elif rank is None or world_size is None:
+        raise ValueError("rank and world_size: give both or neither")
+    if not (isinstance(rank, int) and isinstance(world_size, int) and 0 <= rank < world_size):
+        raise ValueError(f"rank {rank!r} of world_size {world_size!r}: need 0 <= rank < world_size")
+    return rank, world_size
 
 
 def _check_writable(out_dir: Path) -> None:

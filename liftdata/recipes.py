@@ -185,6 +185,8 @@ def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
         write = expansion.write_webdataset if fmt == "webdataset" else expansion.write_parquet
         result = write(target / fmt, max_count=out.get("shard_size", 1000))
         written["dataset"] = str(result.out_dir)
-    if out.get("preview", True):
+    from liftdata.dataset import process_rank
+
+    if out.get("preview", True) and process_rank()[0] == 0:  # one preview in a multi-process run
         written["preview"] = str(expansion.preview(target / "preview"))
     return written

@@ -26,6 +26,7 @@ HELP = {  # command -> options its --help must mention
     "build": ["recipe", "--set"],
     "preview": ["dir", "--out"],
     "push": ["repo_id", "--public", "--token"],
+    "merge": ["dir", "rank-*-of-N"],
     "track": ["input", "--out", "--max-frames"],
     "demo": ["--out", "--n", "--size"],
     "info": ["usage: liftdata info"],
@@ -119,6 +120,30 @@ def test_track(tmp_path, video, capsys):
     capture = Capture.load(tmp_path / "cap")
     assert len(capture) == 4 and capture.face_found.all() and (tmp_path / "cap" / "overlay.png").is_file()
     assert capture.camera.width == SIZE and np.nanmax(capture.landmark_residual) < 3  # pixels at 96²
+
+
+def test_expand_in_two_processes_then_merge(tmp_path, video, capsys, monkeypatch):
+    """`torchrun --no-python liftdata expand ...` as torchrun runs it: RANK / WORLD_SIZE per process."""
+    cap = tmp_path / "cap"
+    assert main(["track", str(video), "--out", str(cap), "--max-frames", str(FRAMES)]) == 0
+    single, out = tmp_path / "single", tmp_path / "out"
+    assert main(["expand", str(cap), "--n", str(N), "--out", str(single), "--no-preview", "--shard-size", "3"]) == 0
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (1, 0):
+        monkeypatch.setenv("RANK", str(rank))
+        assert main(["expand", str(cap), "--n", str(N), "--out", str(out), "--shard-size", "3"]) == 0
+        assert f"lifted, part {rank + 1} of 2)" in capsys.readouterr().out
+    assert (out / "preview" / "index.html").is_file()  # written by rank 0 only
+    assert main(["expand", str(cap), "--n", "4", "--out", str(tmp_path / "v"), "--format", "vhap"]) == 2
+    assert "--format vhap is written by one process" in capsys.readouterr().err
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    a, b = list(read_webdataset(out / "webdataset")), list(read_webdataset(single / "webdataset"))
+    assert len(a) == FRAMES + N and all(x.equals(y) for x, y in zip(a, b))
+    assert main(["merge", str(out / "webdataset")]) == 0
+    assert f"({FRAMES + N} samples in" in capsys.readouterr().out
+    assert main(["merge", str(tmp_path)]) == 2
+    assert "holds no rank-*-of-* directories" in capsys.readouterr().err
 
 
 def test_demo(tmp_path, capsys):

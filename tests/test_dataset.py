@@ -25,9 +25,11 @@ import webdataset as wds
 from flame_fixtures import make_flame_arrays, write_npz
 
 import liftdata
-from liftdata.dataset import LiftDataset
+from liftdata.cli import main
+from liftdata.dataset import LiftDataset, process_rank
 from liftdata.io import DatasetDirError, make_key, read_parquet, read_webdataset, resume_state
 from liftdata.io.schema import decode_png
+from liftdata.io.shards import merge_ranks
 from liftdata.io.vhap import export_vhap, import_vhap
 from liftdata.kinematics import Kinematics
 from liftdata.lifters import Lifter, References, WarpLifter, render_conditions
@@ -165,6 +167,114 @@ def test_same_seed_same_bytes(tmp_path, capture, fmt):
     assert kins[0].equals(kins[1]) and not kins[0].equals(kins[2])
 
 
+# ---------------------------------------------------------------------- several processes (DESIGN 10)
+def read(fmt, out):
+    return list(read_webdataset(out) if fmt == "webdataset" else read_parquet(out))
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_multi_process_write_equals_single_process(tmp_path, capture, fmt):
+    single = read(fmt, write(expansion(capture), fmt, tmp_path / "single", max_count=3).out_dir)
+    out, calls = tmp_path / "ranks", 0
+    for i, rank in enumerate([2, 0, 1]):  # any finishing order; the last one joins the parts
+        assert not (out / "manifest.json").exists()
+        lifter = CountingLifter()
+        result = write(expansion(capture, lifter), fmt, out, max_count=3, rank=rank, world_size=3)
+        assert result.out_dir == out / f"rank-{rank:05d}-of-00003"
+        calls += len(lifter.calls)
+        if i < 2:
+            with pytest.raises(DatasetDirError, match="no manifest.json"):
+                read(fmt, out)
+    merged = read(fmt, out)
+    assert [s.key for s in merged] == [s.key for s in single] == expected_keys(capture)
+    assert all(a.equals(b) for a, b in zip(merged, single))  # bytes, arrays and meta
+    assert calls == len(expansion(capture).plan.clips)  # each clip lifted by exactly one process
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["ranks"] == 3 and manifest["n_samples"] == T + N
+    assert all((out / s["file"]).is_file() for s in manifest["shards"])
+    if fmt == "parquet":  # the dataset card's data_files glob finds every part, in order
+        ds = datasets.load_dataset(str(out), cache_dir=str(tmp_path / "hf"))["train"]
+        assert list(ds["key"]) == expected_keys(capture)
+
+
+def test_rank_bounds_follow_clips_and_balance(capture):
+    exp = expansion(capture, n=25)  # 6 captured + 7 clips (6 x 4 + 1)
+    clip_ends = set(T + np.cumsum([0] + [len(c.kinematics) for c in exp.plan.clips]))
+    for world in (1, 2, 3, 5, 16):
+        b = exp.rank_bounds(world)
+        assert len(b) == world + 1 and b[0] == 0 and b[-1] == len(exp) and b == sorted(b)
+        assert all(x < T or x in clip_ends for x in b)  # lifted parts start and end at clip boundaries
+        assert max(np.diff(b)) - min(np.diff(b)) <= CLIP + 1 or world > 7  # as even as clips allow
+    with pytest.raises(ValueError, match="world_size"):
+        exp.rank_bounds(0)
+
+
+def test_more_processes_than_clips_and_a_rerun_rank(tmp_path, capture):
+    out, world = tmp_path / "ds", 12  # 6 captured + 3 clips: some parts are empty
+    bounds = expansion(capture).rank_bounds(world)
+    assert 0 in np.diff(bounds) and bounds[-2] < T + N  # empty parts; the last part lifts a clip
+    for rank in range(world):
+        lifter = CountingLifter(fail_after=0) if rank == world - 1 else CountingLifter()
+        if rank == world - 1:
+            with pytest.raises(RuntimeError, match="lifter crashed"):  # the last rank crashes ...
+                write(expansion(capture, lifter), "webdataset", out, rank=rank, world_size=world)
+            with pytest.raises(DatasetDirError, match=r"ranks \[11\] of 12 have not finished"):
+                merge_ranks(out, strict=True)
+            lifter = CountingLifter()  # ... and is run again
+        write(expansion(capture, lifter), "webdataset", out, rank=rank, world_size=world)
+    assert [s.key for s in read_webdataset(out)] == expected_keys(capture)
+    assert main(["merge", str(out)]) == 0  # idempotent: joining again gives the same dataset
+    assert [s.key for s in read_webdataset(out)] == expected_keys(capture)
+
+
+def test_process_rank_from_the_environment(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert process_rank() == (0, 1)
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert process_rank() == (2, 4) and process_rank(0, 1) == (0, 1)  # arguments win
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ValueError, match="need 0 <= rank < world_size"):
+        process_rank()
+    monkeypatch.setenv("RANK", "x")
+    with pytest.raises(ValueError, match="RANK='x'"):
+        process_rank()
+    with pytest.raises(ValueError, match="both or neither"):
+        process_rank(rank=1)
+
+
+PART_EXPAND = f"""
+import sys, torch
+torch.set_num_threads(1)
+from liftdata.cli import main
+from liftdata.dataset import LiftDataset, process_rank
+from liftdata.samplers import mine_extremes
+from liftdata.synthetic import make_capture
+
+exp = LiftDataset(make_capture(0, n_frames={T}, size={SIZE})).expand({N}, mine_extremes(clip_length={CLIP}), seed=3)
+exp.write_parquet(sys.argv[1], max_count=3, progress=False)  # RANK / WORLD_SIZE from the environment
+"""
+
+
+def test_concurrent_processes_from_the_environment(tmp_path, capture):
+    """Two processes started as torchrun would (RANK, WORLD_SIZE): one dataset, no coordination."""
+    out = tmp_path / "ds"
+    procs = [subprocess.Popen([sys.executable, "-c", PART_EXPAND, str(out)],
+                              env={**os.environ, "PYTHONPATH": str(REPO), "RANK": str(r), "WORLD_SIZE": "2"})
+             for r in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    single = read("parquet", write(expansion(capture), "parquet", tmp_path / "single", max_count=3).out_dir)
+    merged = read("parquet", out)
+    assert [s.key for s in merged] == [s.key for s in single]
+    assert all(a.image == b.image for a, b in zip(merged, single))
+
+
+def test_push_to_hub_refuses_a_multi_process_run(capture):
+    with pytest.raises(ValueError, match="runs in one process"):
+        expansion(capture).push_to_hub("user/name", rank=0, world_size=2)
+
+
 # ---------------------------------------------------------------------- resume
 def test_samples_from_start_lift_only_the_clips_needed(capture):
     full = list(expansion(capture))
@@ -180,7 +290,8 @@ def test_samples_from_start_lift_only_the_clips_needed(capture):
 SLOW_EXPAND = f"""
 import sys, time, torch
 torch.set_num_threads(1)
-from liftdata.dataset import LiftDataset
+from liftdata.cli import main
+from liftdata.dataset import LiftDataset, process_rank
 from liftdata.lifters import WarpLifter
 from liftdata.samplers import mine_extremes
 from liftdata.synthetic import make_capture, write_video

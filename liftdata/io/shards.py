@@ -33,7 +33,7 @@ import yaml
 from liftdata.io.schema import SCHEMA_VERSION, Sample
 
 __all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state",
-           "dataset_card", "MANIFEST_FILE", "PROGRESS_FILE"]
+           "dataset_card", "rank_dir", "merge_ranks", "MANIFEST_FILE", "PROGRESS_FILE"]
 
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = ".liftdata-progress.json"
@@ -69,10 +69,14 @@ def _generator() -> str:
     return f"liftdata {__version__}"
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: ranks may merge at once
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    _write_text_atomic(path, json.dumps(data, indent=1))
 
 
 def _sha256_file(path: Path) -> str:
@@ -132,7 +136,7 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         "size_categories": [_size_category(manifest["n_samples"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["shards_glob"]}]}],
     }
-    load = (f'load_dataset("webdataset", data_files="{name}-*.tar")' if fmt == "webdataset"
+    load = (f'load_dataset("webdataset", data_files="{manifest["shards_glob"]}")' if fmt == "webdataset"
             else 'load_dataset("parquet", data_dir="<this directory>")')
     body = f"""# {name}
 
@@ -291,3 +295,63 @@ class ShardLog:
         (self.out_dir / PROGRESS_FILE).unlink()
         self.complete = True
         return WriteResult(self.out_dir, self.files, manifest["n_samples"], self.n_resumed, manifest)
+
+
+# ---------------------------------------------------------------------- multi-process writes
+_RANK_RE = re.compile(r"^rank-([0-9]{5})-of-([0-9]{5})$")
+
+
+def rank_dir(rank: int, world_size: int) -> str:
+    """Sub-directory of the dataset directory that process `rank` of `world_size` writes."""
+    if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+        raise ValueError(f"rank {rank!r} of world_size {world_size!r}: need 0 <= rank < world_size")
+    return f"rank-{rank:05d}-of-{world_size:05d}"
+
+
+def merge_ranks(out_dir: str | os.PathLike, strict: bool = False) -> WriteResult | None:
+    """Join the per-rank datasets in `out_dir/rank-*-of-N/` into one dataset: `out_dir/manifest.json`.
+
+    Each process of a multi-process write (`Expansion.write_*(rank=, world_size=)`) writes a
+    complete dataset of its own into `rank_dir(rank, N)` and then calls this: the process that
+    finds all N parts complete writes the joined manifest (listing the parts' shards in rank
+    order, i.e. in the order of the single-process sample stream) and the dataset card; the
+    others return None. No coordination is needed beyond that: the write is atomic and
+    idempotent. Run it yourself (`liftdata merge DIR`) after re-running a failed rank.
+
+    strict: raise `DatasetDirError` naming what is missing instead of returning None.
+    """
+    out_dir = Path(out_dir)
+    found = {}
+    for path in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        m = _RANK_RE.match(path.name)
+        if m and path.is_dir():
+            found[int(m.group(1))] = (int(m.group(2)), path)
+    sizes = {n for n, _ in found.values()}
+    if len(sizes) != 1:
+        if strict:
+            raise DatasetDirError(f"{out_dir}: " + ("holds no rank-*-of-* directories" if not sizes else
+                                  f"holds parts of writes with different process counts {sorted(sizes)}"))
+        return None
+    world = sizes.pop()
+    missing = [r for r in range(world) if r not in found or read_manifest(found[r][1]) is None]
+    if missing:
+        if strict:
+            raise DatasetDirError(f"{out_dir}: ranks {missing} of {world} have not finished "
+                                  f"(no {MANIFEST_FILE} in {', '.join(rank_dir(r, world) for r in missing[:3])})")
+        return None
+    parts = [read_manifest(found[r][1]) for r in range(world)]
+    first = parts[0]
+    for r, part in enumerate(parts):
+        if (part["format"], part["name"], part["schema_version"]) != (first["format"], first["name"],
+                                                                      first["schema_version"]):
+            raise DatasetDirError(f"{out_dir}: {rank_dir(r, world)} holds a {part['format']} dataset named "
+                                  f"{part['name']!r}, rank 0 a {first['format']} dataset named {first['name']!r}")
+    shards = [{**record, "file": f"{rank_dir(r, world)}/{record['file']}"}
+              for r, part in enumerate(parts) for record in part["shards"]]
+    manifest = {**first, "generator": _generator(),
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": True,
+                "n_samples": sum(p["n_samples"] for p in parts), "n_shards": len(shards),
+                "shards_glob": f"rank-*-of-{world:05d}/{first['shards_glob']}", "ranks": world, "shards": shards}
+    _write_text_atomic(out_dir / "README.md", dataset_card(manifest))
+    _write_json_atomic(out_dir / MANIFEST_FILE, manifest)
+    return WriteResult(out_dir, [out_dir / s["file"] for s in shards], manifest["n_samples"], 0, manifest)

@@ -8,6 +8,8 @@ back; clips whose length is not 4n + 1 are padded with their last driving frame 
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import cv2
@@ -62,11 +64,12 @@ class LiftAvatarLifter:
                         torch_dtype: torch.dtype | str | None = None, **options) -> LiftAvatarLifter:
         """Load a pipeline saved by `liftdata train-lifter` (or `LiftAvatarPipeline.save_pretrained`).
 
-        device: "auto" = CUDA when available, else CPU. torch_dtype: the transformer's dtype
+        device: "auto" = CUDA when available (GPU LOCAL_RANK in a multi-process run), else CPU.
+        torch_dtype: the transformer's dtype
         (a torch dtype or its name, e.g. "bfloat16"; norms, RoPE and time embedding stay float32).
         """
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "auto":  # one GPU per process under torchrun / accelerate launch
+            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
         if isinstance(torch_dtype, str):
             if torch_dtype not in DTYPES:
                 raise ValueError(f"torch_dtype: expected one of {sorted(DTYPES)}, got {torch_dtype!r}")
