@@ -48,9 +48,8 @@ def _sampler(spec: str | None):
 
 def _expand(args: argparse.Namespace) -> int:
     """Track INPUT, plan n novel kinematics, lift them, write shards (+ a preview)."""
-    from liftdata.lifters import load_lifter
-
     from liftdata.dataset import process_rank
+    from liftdata.lifters import load_lifter
 
     try:  # torchrun / accelerate launch: each process writes one part of the sample stream
         rank, world_size = process_rank()
