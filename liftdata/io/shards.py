@@ -302,9 +302,8 @@ _RANK_RE = re.compile(r"^rank-([0-9]{5})-of-([0-9]{5})$")
 
 
 def rank_dir(rank: int, world_size: int) -> str:
-    """Sub-directory of the dataset directory that process `rank` of `world_size` writes."""
-    if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
-        raise ValueError(f"rank {rank!r} of world_size {world_size!r}: need 0 <= rank < world_size")
+    """Sub-directory of the dataset directory that process `rank` of `world_size` writes
+    (both checked by `liftdata.dataset.process_rank`)."""
     return f"rank-{rank:05d}-of-{world_size:05d}"
 
 
@@ -333,13 +332,13 @@ def merge_ranks(out_dir: str | os.PathLike, strict: bool = False) -> WriteResult
                                   f"holds parts of writes with different process counts {sorted(sizes)}"))
         return None
     world = sizes.pop()
-    missing = [r for r in range(world) if r not in found or read_manifest(found[r][1]) is None]
+    parts = [read_manifest(found[r][1]) if r in found else None for r in range(world)]
+    missing = [r for r, part in enumerate(parts) if part is None]
     if missing:
         if strict:
             raise DatasetDirError(f"{out_dir}: ranks {missing} of {world} have not finished "
                                   f"(no {MANIFEST_FILE} in {', '.join(rank_dir(r, world) for r in missing[:3])})")
         return None
-    parts = [read_manifest(found[r][1]) for r in range(world)]
     first = parts[0]
     for r, part in enumerate(parts):
         if (part["format"], part["name"], part["schema_version"]) != (first["format"], first["name"],
