@@ -14,17 +14,26 @@ def _set_threads() -> None:
     torch.set_num_threads(min(torch.get_num_threads(), 4) if torch.cuda.is_available() else 1)
 
 
-def _open_input(args: argparse.Namespace):
+def _load_model(args: argparse.Namespace):
+    from liftdata.head import load_head_model
+
+    return (load_head_model("flame", model_path=args.flame_model, landmark_embedding=args.flame_embedding)
+            if args.head_model == "flame" else load_head_model(args.head_model))
+
+
+def _is_tracked(path: Path) -> bool:
+    return path.is_dir() and ((path / "capture.json").is_file() or any(path.glob("transforms_*.json")))
+
+
+def _open_input(args: argparse.Namespace, model=None):
     """A LiftDataset from a video, an image / folder of images, or a tracked directory."""
     from liftdata.dataset import LiftDataset
-    from liftdata.head import load_head_model
 
     path = Path(args.input)
     if not path.exists():
         raise SystemExit(f"liftdata: {path}: no such file or directory")
-    model = (load_head_model("flame", model_path=args.flame_model, landmark_embedding=args.flame_embedding)
-             if args.head_model == "flame" else load_head_model(args.head_model))
-    if path.is_dir() and ((path / "capture.json").is_file() or any(path.glob("transforms_*.json"))):
+    model = model or _load_model(args)
+    if _is_tracked(path):
         return LiftDataset.from_tracked(path, model)
     if path.is_dir() or path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
         return LiftDataset.from_images(path, model)
@@ -61,10 +70,21 @@ def _expand(args: argparse.Namespace) -> int:
     _set_threads()
     lifter = load_lifter(args.lifter, args.checkpoint, device=args.device, torch_dtype=args.dtype)
     sampler = _sampler(args.sampler)  # both fail before tracking
-    dataset = _open_input(args)
+    out = Path(args.out)
+    path = Path(args.input)
+    if not path.exists():
+        raise SystemExit(f"liftdata: {path}: no such file or directory")
+    if _is_tracked(path):
+        dataset = _open_input(args)
+    else:  # track once into out/capture/: reused on resume and by every process
+        from liftdata.dataset import input_fingerprint, track_once
+
+        model = _load_model(args)
+        fingerprint = input_fingerprint(path, head_model=args.head_model, max_frames=args.max_frames,
+                                        stride=args.stride)
+        dataset = track_once(out / "capture", fingerprint, lambda: _open_input(args, model), model, rank)
     expansion = dataset.expand(args.n, sampler, lifter,
                                seed=args.seed, size=args.size, include_captured=not args.no_captured)
-    out = Path(args.out)
     if args.format == "vhap":
         where = expansion.write_vhap(out / "vhap")
     else:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,8 @@ import torch
 from liftdata.capture import Capture, CaptureError
 from liftdata.io.schema import Sample, make_key, make_meta
 
-__all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler", "process_rank"]
+__all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler", "process_rank",
+           "input_fingerprint", "track_once"]
 
 
 # ---------------------------------------------------------------------- captured frames
@@ -249,6 +250,52 @@ def process_rank(rank: int | None = None, world_size: int | None = None) -> tupl
     if not (isinstance(rank, int) and isinstance(world_size, int) and 0 <= rank < world_size):
         raise ValueError(f"rank {rank!r} of world_size {world_size!r}: need 0 <= rank < world_size")
     return rank, world_size
+
+
+def input_fingerprint(path: str | os.PathLike | Sequence[str | os.PathLike], **options: Any) -> dict[str, Any]:
+    """What identifies a tracking input: its resolved path(s), file count, bytes and newest mtime
+    (a folder: its files), plus the tracking `options` (head model, max_frames, stride, ...)."""
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    paths = [p.resolve() for p in paths]
+    files = [f for p in paths for f in (sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])]
+    stats = [f.stat() for f in files if f.exists()]  # a missing input is reported by the tracking
+    return {"input": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], "files": len(stats),
+            "bytes": sum(st.st_size for st in stats),
+            "mtime_ns": max((st.st_mtime_ns for st in stats), default=0), **options}
+
+
+def track_once(directory: str | os.PathLike, fingerprint: dict[str, Any], track: Callable[[], LiftDataset],
+               head_model: Any = None, rank: int | None = None, poll_s: float = 2.0) -> LiftDataset:
+    """Track once into `directory` and return the dataset of that saved capture.
+
+    The first call (rank 0) runs `track()` and saves its capture atomically, with `fingerprint`
+    (`input_fingerprint(...)`) in `capture.extra["tracking"]["input"]`; later calls, a resumed
+    run and the other processes of a multi-process run (which wait for rank 0) load it, so every
+    process expands the same capture and a resume does not track again. A saved capture with
+    another fingerprint raises `CaptureError` instead of being mixed into the dataset.
+    """
+    import time
+
+    saved = Path(directory)
+    rank = process_rank()[0] if rank is None else rank
+    if not (saved / "capture.json").is_file():
+        if rank == 0:
+            capture = track().capture
+            capture.extra = {**capture.extra, "tracking": {**capture.extra.get("tracking", {}), "input": fingerprint}}
+            capture.save(saved)
+        else:
+            print(f"rank {rank}: waiting for rank 0 to track {fingerprint.get('input')} into {saved}/", flush=True)
+            while not (saved / "capture.json").is_file():
+                time.sleep(poll_s)
+    dataset = LiftDataset.from_tracked(saved, head_model)
+    found = dataset.capture.extra.get("tracking", {}).get("input")
+    if found != fingerprint:
+        from liftdata.capture import CaptureError
+
+        raise CaptureError(f"{saved}: tracked from another input or with other settings ({found}); this run "
+                           f"tracks {fingerprint}. Use another output directory, or delete {saved}/ (and the "
+                           "dataset made from it) to start over")
+    return dataset
 
 
 def _check_writable(out_dir: Path) -> None:

@@ -140,8 +140,8 @@ def _head_model(inp: Mapping[str, Any]) -> Any:
     return load_head_model(name)
 
 
-def open_dataset(inp: Mapping[str, Any]) -> Any:
-    """The `LiftDataset` an `input:` section describes."""
+def open_dataset(inp: Mapping[str, Any], model: Any = None) -> Any:
+    """The `LiftDataset` an `input:` section describes (`model`: its head model, if already loaded)."""
     from liftdata.dataset import LiftDataset
 
     kinds = [k for k in ("video", "images", "tracked", "synthetic") if k in inp]
@@ -153,7 +153,7 @@ def open_dataset(inp: Mapping[str, Any]) -> Any:
 
         spec = inp["synthetic"] or {}
         return LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48), size=spec.get("size", 256)))
-    model = _head_model(inp)
+    model = _head_model(inp) if model is None else model
     if kind == "video":
         return LiftDataset.from_video(inp["video"], model, max_frames=inp.get("max_frames"), stride=inp.get("stride", 1))
     if kind == "images":
@@ -171,7 +171,16 @@ def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
     fmt, target = out.get("format", "webdataset"), Path(out["dir"])
     if fmt not in ("webdataset", "parquet", "vhap"):  # checked before the (slow) tracking
         raise RecipeError(f"output.format: expected webdataset, parquet or vhap, got {fmt!r}")
-    dataset = open_dataset(recipe["input"])
+    inp = recipe["input"]
+    if "video" in inp or "images" in inp:  # track once into output.dir/capture/ (resume, several processes)
+        from liftdata.dataset import input_fingerprint, track_once
+
+        model = _head_model(inp)
+        fingerprint = input_fingerprint(inp.get("video") or inp.get("images"), head_model=inp.get("head_model", "builtin"),
+                                        max_frames=inp.get("max_frames"), stride=inp.get("stride", 1))
+        dataset = track_once(target / "capture", fingerprint, lambda: open_dataset(inp, model), model)
+    else:
+        dataset = open_dataset(inp)
     lifter_spec = exp.get("lifter") or {"name": "warp"}
     lifter = load_lifter(lifter_spec.get("name", "warp"), lifter_spec.get("checkpoint"),
                          device=lifter_spec.get("device", "auto"), torch_dtype=lifter_spec.get("dtype"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,6 +145,55 @@ def test_expand_in_two_processes_then_merge(tmp_path, video, capsys, monkeypatch
     assert f"({FRAMES + N} samples in" in capsys.readouterr().out
     assert main(["merge", str(tmp_path)]) == 2
     assert "holds no rank-*-of-* directories" in capsys.readouterr().err
+
+
+def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
+    """The tracked capture is saved in OUT/capture/ and reused by a rerun; other settings are refused."""
+    import liftdata.track
+
+    out = tmp_path / "out"
+    args = ["expand", str(video), "--n", "4", "--out", str(out), "--max-frames", str(FRAMES), "--no-preview"]
+    assert main(args) == 0
+    saved = Capture.load(out / "capture")
+    assert len(saved) == FRAMES and saved.extra["tracking"]["input"]["input"] == str(video.resolve())
+    first = list(read_webdataset(out / "webdataset"))
+    assert all(a.equals(b) for a, b in zip(first, captured_samples(saved)))  # the dataset holds the saved capture
+
+    def no_tracking(*args, **kwargs):
+        raise AssertionError("tracked again")
+
+    monkeypatch.setattr(liftdata.track, "track_video", no_tracking)
+    capsys.readouterr()
+    assert main(args) == 0  # a rerun finds the dataset complete
+    shutil.rmtree(out / "webdataset")  # the dataset is gone, the capture is not: expanded again without tracking
+    assert main(args) == 0
+    again = list(read_webdataset(out / "webdataset"))
+    assert len(again) == FRAMES + 4 and all(a.equals(b) for a, b in zip(first, again))
+    assert main(args[:-2] + ["4", "--no-preview"]) == 2  # --max-frames 4: another tracking
+    err = capsys.readouterr().err
+    assert "liftdata expand: error:" in err and "capture: tracked from another input or with other settings" in err
+
+
+def test_two_processes_track_a_video_once(tmp_path, video):
+    """Under torchrun with a video input, rank 0 tracks and saves; rank 1 waits and expands the same capture."""
+    import os
+
+    out, single = tmp_path / "out", tmp_path / "single"
+    cmd = [sys.executable, "-m", "liftdata.cli", "expand", str(video), "--n", str(N), "--out", str(out),
+           "--max-frames", str(FRAMES), "--no-preview", "--shard-size", "3"]
+    env = {**os.environ, "WORLD_SIZE": "2", "PYTHONPATH": str(REPO)}
+    rank1 = subprocess.Popen(cmd, env={**env, "RANK": "1"}, cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert "rank 1: waiting for rank 0 to track" in rank1.stdout.readline()  # started first: it waits
+    rank0 = subprocess.run(cmd, env={**env, "RANK": "0"}, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert rank0.returncode == 0, rank0.stderr
+    rest, err = rank1.communicate(timeout=300)
+    assert rank1.returncode == 0, err
+    assert "part 1 of 2" in rank0.stdout and "part 2 of 2" in rest
+    # the joined dataset equals a single-process expansion of the one saved capture
+    assert main(["expand", str(out / "capture"), "--n", str(N), "--out", str(single), "--no-preview"]) == 0
+    a, b = list(read_webdataset(out / "webdataset")), list(read_webdataset(single / "webdataset"))
+    assert len(a) == len(b) == FRAMES + N and all(x.equals(y) for x, y in zip(a, b))
 
 
 def test_demo(tmp_path, capsys):

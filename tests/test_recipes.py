@@ -10,6 +10,7 @@ import pytest
 from flame_fixtures import make_embedding_arrays, make_flame_arrays, write_npz
 
 import liftdata
+from liftdata.capture import Capture
 from liftdata.cli import main
 from liftdata.head import load_head_model
 from liftdata.io import read_parquet, read_webdataset
@@ -55,7 +56,7 @@ def test_every_recipe_is_tested():
                                                               "vhap-expand.yaml"]
 
 
-def test_selfie_extremes(tmp_path, inputs, capsys):
+def test_selfie_extremes(tmp_path, inputs, capsys, monkeypatch):
     out = tmp_path / "out"
     build("selfie-extremes.yaml", out, f"input.video={inputs['video']}", f"input.max_frames={VIDEO_FRAMES}",
           "expand.size=96", "output.shard_size=5")
@@ -68,6 +69,18 @@ def test_selfie_extremes(tmp_path, inputs, capsys):
         "extreme_expression_mining", "product", "expression_interpolation"}
     assert samples[-1].to_arrays()["image"].shape == (96, 96, 3)
     assert_preview(out)
+    # the video was tracked once into output.dir/capture/; a rebuild reuses it instead of tracking again
+    tracked = Capture.load(out / "capture")
+    assert len(tracked) == VIDEO_FRAMES and tracked.extra["tracking"]["input"]["max_frames"] == VIDEO_FRAMES
+    import liftdata.track
+
+    def no_tracking(*args, **kwargs):
+        raise AssertionError("tracked again")
+
+    monkeypatch.setattr(liftdata.track, "track_video", no_tracking)
+    build("selfie-extremes.yaml", out, f"input.video={inputs['video']}", f"input.max_frames={VIDEO_FRAMES}",
+          "expand.size=96", "output.shard_size=5")
+    assert json.loads((out / "webdataset" / "manifest.json").read_text())["shards"] == manifest["shards"]
 
 
 def test_single_photo(tmp_path, inputs):
