@@ -14,9 +14,10 @@ import numpy as np
 
 from liftdata.kinematics import Camera
 from liftdata.head.base import boundary_loops
+from liftdata.samplers.base import smoothstep
 
 __all__ = ["ClosedMesh", "close_holes", "to_camera", "project", "frontality", "rigid_fit", "rotation_angle",
-           "hole_areas", "choose_hole_references", "extend_flow", "extend_flow_slow", "smoothstep"]
+           "hole_areas", "choose_hole_references", "extend_flow", "extend_flow_slow"]
 
 
 # ---------------------------------------------------------------------- mesh holes
@@ -127,11 +128,6 @@ def choose_hole_references(ref_areas: np.ndarray,  # [K, L]
 
 
 # ---------------------------------------------------------------------- flow outside the face
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    return x * x * (3 - 2 * x)
-
-
 def _affine_fit(pixels: np.ndarray, disp: np.ndarray) -> np.ndarray:  # [N, 2], [N, 2] -> [3, 2]
     step = max(1, len(pixels) // 4000)
     design = np.concatenate([pixels[::step], np.ones((len(pixels[::step]), 1))], 1)
