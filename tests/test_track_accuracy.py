@@ -42,8 +42,19 @@ lowers reprojection on seeds 2-11 from 3.6 to 2.9 px but barely the rotation (5.
 symmetric identities (mirrored bumps) leave seed 1 at 5.6 deg; a photometric-consistency term
 (free per-point albedo, first-order SH light) has the ground truth as a local minimum in pitch
 but, optimised jointly with identity, reaches energies below the ground truth's with no gain in
-rotation. A landmark-only tracker stays near this floor; the next step is analysis by synthesis
-(a shared albedo map with a prior, a differentiable rasterizer, visibility), as VHAP does.
+rotation. A landmark-only tracker stays near this floor.
+
+Analysis by synthesis, tried next and not kept (seed 0): the fitted mesh rendered with one albedo
+map in UV shared by all frames (192^2, solved in closed form per step) and a second-order SH light,
+visibility from the rasterizer, barycentrics recomputed in torch from the projected corners so the
+texture slides with the geometry, the landmark energy as a weak anchor. The energy does prefer the
+ground truth over the landmark fit (1.9e-3 vs 2.5e-3), but scanning a clip-constant pitch offset
+about the face centre puts its minimum near +2 deg, not 0, and optimising pose, expression and
+identity drives it below the ground truth's (1.6e-3) with the pitch offset unchanged (2.97 ->
+2.94 deg). With a free albedo the pixels only see parallax between frames, and a bias that is
+the same in every frame (the detector's) is nearly a texture re-registration: the pixels cannot
+remove what the landmarks put there. Meeting 1.5 deg needs an unbiased 2D source (another
+detector, or a landmark embedding calibrated on real faces with 3D ground truth).
 """
 
 import cv2
