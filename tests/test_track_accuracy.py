@@ -49,7 +49,7 @@ map in UV shared by all frames (192^2, solved in closed form per step) and a sec
 visibility from the rasterizer, barycentrics recomputed in torch from the projected corners so the
 texture slides with the geometry, the landmark energy as a weak anchor. The energy does prefer the
 ground truth over the landmark fit (1.9e-3 vs 2.5e-3), but scanning a clip-constant pitch offset
-about the face centre puts its minimum near +2 deg, not 0, and optimising pose, expression and
+about the face centre puts its minimum between +1 and +3 deg, not 0; optimising pose, expression and
 identity drives it below the ground truth's (1.6e-3) with the pitch offset unchanged (2.97 ->
 2.94 deg). With a free albedo the pixels only see parallax between frames, and a bias that is
 the same in every frame (the detector's) is nearly a texture re-registration: the pixels cannot
