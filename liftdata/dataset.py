@@ -290,8 +290,6 @@ def track_once(directory: str | os.PathLike, fingerprint: dict[str, Any], track:
     dataset = LiftDataset.from_tracked(saved, head_model)
     found = dataset.capture.extra.get("tracking", {}).get("input")
     if found != fingerprint:
-        from liftdata.capture import CaptureError
-
         raise CaptureError(f"{saved}: tracked from another input or with other settings ({found}); this run "
                            f"tracks {fingerprint}. Use another output directory, or delete {saved}/ (and the "
                            "dataset made from it) to start over")
