@@ -32,7 +32,7 @@ def _open_input(args: argparse.Namespace, model=None):
     path = Path(args.input)
     if not path.exists():
         raise SystemExit(f"liftdata: {path}: no such file or directory")
-    model = model or _load_model(args)
+    model = _load_model(args) if model is None else model
     if _is_tracked(path):
         return LiftDataset.from_tracked(path, model)
     if path.is_dir() or path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
