@@ -290,9 +290,11 @@ def track_once(directory: str | os.PathLike, fingerprint: dict[str, Any], track:
     dataset = LiftDataset.from_tracked(saved, head_model)
     found = dataset.capture.extra.get("tracking", {}).get("input")
     if found != fingerprint:
-        raise CaptureError(f"{saved}: tracked from another input or with other settings ({found}); this run "
-                           f"tracks {fingerprint}. Use another output directory, or delete {saved}/ (and the "
-                           "dataset made from it) to start over")
+        found = found if isinstance(found, dict) else {}
+        diff = ", ".join(f"{k}: saved {found.get(k)!r}, now {fingerprint.get(k)!r}"
+                         for k in sorted(set(found) | set(fingerprint)) if found.get(k) != fingerprint.get(k))
+        raise CaptureError(f"{saved}: tracked from another input or with other settings ({diff}). Use another "
+                           f"output directory, or delete {saved}/ (and the dataset made from it) to start over")
     return dataset
 
 

@@ -172,6 +172,7 @@ def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
     assert main(args[:-2] + ["4", "--no-preview"]) == 2  # --max-frames 4: another tracking
     err = capsys.readouterr().err
     assert "liftdata expand: error:" in err and "capture: tracked from another input or with other settings" in err
+    assert f"(max_frames: saved {FRAMES}, now 4)" in err
 
 
 def test_two_processes_track_a_video_once(tmp_path, video):
