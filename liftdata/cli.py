@@ -74,12 +74,12 @@ def _expand(args: argparse.Namespace) -> int:
     path = Path(args.input)
     if not path.exists():
         raise SystemExit(f"liftdata: {path}: no such file or directory")
+    model = _load_model(args)
     if _is_tracked(path):
-        dataset = _open_input(args)
+        dataset = _open_input(args, model)
     else:  # track once into out/capture/: reused on resume and by every process
         from liftdata.dataset import input_fingerprint, track_once
 
-        model = _load_model(args)
         fingerprint = input_fingerprint(path, head_model=args.head_model, max_frames=args.max_frames,
                                         stride=args.stride)
         dataset = track_once(out / "capture", fingerprint, lambda: _open_input(args, model), model, rank)

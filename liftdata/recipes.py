@@ -176,7 +176,8 @@ def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
         from liftdata.dataset import input_fingerprint, track_once
 
         model = _head_model(inp)
-        fingerprint = input_fingerprint(inp.get("video") or inp.get("images"), head_model=inp.get("head_model", "builtin"),
+        fingerprint = input_fingerprint(inp.get("video") or inp.get("images"),
+                                        head_model=inp.get("head_model", "builtin"),
                                         max_frames=inp.get("max_frames"), stride=inp.get("stride", 1))
         dataset = track_once(target / "capture", fingerprint, lambda: open_dataset(inp, model), model)
     else:
