@@ -16,6 +16,7 @@ On disk (`Capture.save(dir)`)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -26,14 +27,15 @@ from typing import Any, Protocol, Sequence
 import cv2
 import numpy as np
 
-from liftdata.kinematics import Camera, Kinematics
+from liftdata.errors import LiftdataError
+from liftdata.kinematics import KINEMATIC_FIELDS, Camera, Kinematics, KinematicsError
 
 __all__ = ["Capture", "FrameSource", "ImageFolderFrames", "ResizedFrames", "CaptureError"]
 
 CAPTURE_FORMAT_VERSION = 1
 
 
-class CaptureError(ValueError):
+class CaptureError(LiftdataError, ValueError):
     """A capture on disk or in memory is malformed; the message names the path or field."""
 
 
@@ -123,6 +125,17 @@ class Capture:
     def __len__(self) -> int:
         return len(self.kinematics)
 
+    def fingerprint(self) -> str:
+        """sha256 (hex) of what identifies this capture's samples apart from the pixels: ids, head
+        model, camera, identity, per-frame kinematics and quality flags. Two trackings of different
+        frames give different kinematics, so this names the capture without hashing every frame."""
+        h = hashlib.sha256(json.dumps({"capture_id": self.capture_id, "subject_id": self.subject_id,
+                                       "head_model": [self.head_model.name, self.head_model.version],
+                                       "camera": self.camera.to_dict(), "frames": len(self)}).encode())
+        for array in (self.identity, self.face_found, *(getattr(self.kinematics, f) for f in KINEMATIC_FIELDS)):
+            h.update(np.ascontiguousarray(array, np.float32).tobytes())
+        return h.hexdigest()
+
     def resized(self, long_side: int) -> Capture:
         """The same capture with frames and camera scaled so the longer image side is `long_side`."""
         w, h = self.camera.width, self.camera.height
@@ -175,8 +188,12 @@ class Capture:
             head_model = load_head_model(doc["head_model"]["id"])
         frames = ImageFolderFrames(sorted((d / "frames").glob("*.png")))
         residual = np.array([np.nan if x is None else x for x in doc["landmark_residual"]], np.float32)
-        return cls(frames=frames, kinematics=Kinematics.from_dict(doc["kinematics"]),
-                   camera=Camera.from_dict(doc["camera"]), identity=np.load(d / "identity.npy"),
+        try:
+            kinematics, camera = Kinematics.from_dict(doc["kinematics"]), Camera.from_dict(doc["camera"])
+        except (KinematicsError, KeyError, TypeError, ValueError) as e:
+            raise CaptureError(f"{meta_path}: invalid kinematics or camera ({e})") from None
+        return cls(frames=frames, kinematics=kinematics,
+                   camera=camera, identity=np.load(d / "identity.npy"),
                    head_model=head_model, capture_id=doc["capture_id"], subject_id=doc["subject_id"],
                    fps=doc["fps"], landmark_residual=residual, face_found=np.array(doc["face_found"]),
                    extra=doc.get("extra", {}))

@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from liftdata.config import ConfigError, ExpandConfig
+from liftdata.errors import LiftdataError
+
 
 def _set_threads() -> None:
     import torch
@@ -17,83 +20,82 @@ def _set_threads() -> None:
 def _load_model(args: argparse.Namespace):
     from liftdata.head import load_head_model
 
+    if args.head_model == "flame" and not args.flame_model:
+        raise ConfigError("--head-model flame needs --flame-model PATH (a FLAME .pkl/.npz file)")
     return (load_head_model("flame", model_path=args.flame_model, landmark_embedding=args.flame_embedding)
             if args.head_model == "flame" else load_head_model(args.head_model))
 
 
-def _is_tracked(path: Path) -> bool:
-    return path.is_dir() and ((path / "capture.json").is_file() or any(path.glob("transforms_*.json")))
+def _input_kind(path: Path) -> str:
+    """`tracked` (a liftdata capture or VHAP/GaussianAvatars folder), `images` or `video`."""
+    from liftdata.track.decode import IMAGE_SUFFIXES
+
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file or directory")
+    if path.is_dir():
+        return "tracked" if (path / "capture.json").is_file() or any(path.glob("transforms_*.json")) else "images"
+    return "images" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
-def _open_input(args: argparse.Namespace, model=None):
+def _open_input(args: argparse.Namespace):
     """A LiftDataset from a video, an image / folder of images, or a tracked directory."""
     from liftdata.dataset import LiftDataset
 
     path = Path(args.input)
-    if not path.exists():
-        raise SystemExit(f"liftdata: {path}: no such file or directory")
-    model = _load_model(args) if model is None else model
-    if _is_tracked(path):
+    kind = _input_kind(path)
+    model = _load_model(args)
+    if kind == "tracked":
         return LiftDataset.from_tracked(path, model)
-    if path.is_dir() or path.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".webp"}:
+    if kind == "images":
         return LiftDataset.from_images(path, model)
-    return LiftDataset.from_video(path, model, max_frames=args.max_frames, stride=args.stride)
+    return LiftDataset.from_video(path, model, max_frames=args.max_frames, stride=args.stride, subject=args.subject)
 
 
-def _sampler(spec: str | None):
+def _sampler_spec(spec: str | None) -> dict | None:
+    """--sampler: YAML text or a YAML file -> the spec mapping (built and checked by the run)."""
     if spec is None:
         return None
     import yaml
 
-    from liftdata.recipes import RecipeError, sampler_from_spec
+    from liftdata.recipes import RecipeError
 
-    text = Path(spec).read_text() if os.path.isfile(spec) else spec  # isfile: False for over-long YAML text
     try:
+        text = Path(spec).read_text() if os.path.isfile(spec) else spec  # isfile: False for over-long YAML text
         parsed = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise RecipeError(f"--sampler {spec}: not a text (YAML) file") from None
     except yaml.YAMLError as e:
         raise RecipeError(f"--sampler: not valid YAML ({e})") from None
-    return sampler_from_spec(parsed, "--sampler")
+    if not isinstance(parsed, dict):
+        raise RecipeError(f"--sampler: expected a mapping like {{mine_extremes: {{}}}}, got {parsed!r}")
+    return parsed
+
+
+def _config_from_args(args: argparse.Namespace) -> ExpandConfig:
+    """The `ExpandConfig` of `liftdata expand`'s options (paths made absolute)."""
+    from liftdata.config import resolve_paths
+
+    path = Path(args.input)
+    config = ExpandConfig(
+        **{_input_kind(path): str(path)}, head_model=args.head_model, flame_model=args.flame_model,
+        flame_embedding=args.flame_embedding, max_frames=args.max_frames, stride=args.stride, subject=args.subject,
+        n=args.n, seed=args.seed, size=args.size, include_captured=not args.no_captured,
+        sampler=_sampler_spec(args.sampler), lifter=args.lifter, checkpoint=args.checkpoint, dtype=args.dtype,
+        device=args.device, out=args.out, format=args.format, shard_size=args.shard_size,
+        preview=not args.no_preview)
+    return resolve_paths(config, Path.cwd())
 
 
 def _expand(args: argparse.Namespace) -> int:
-    """Track INPUT, plan n novel kinematics, lift them, write shards (+ a preview)."""
-    from liftdata.dataset import process_rank
-    from liftdata.lifters import load_lifter
+    """Track INPUT, plan n novel kinematics, lift them, write shards (+ a preview).
 
-    try:  # torchrun / accelerate launch: each process writes one part of the sample stream
-        rank, world_size = process_rank()
-        if world_size > 1 and args.format == "vhap":
-            raise ValueError("--format vhap is written by one process; run it without torchrun/accelerate")
-    except ValueError as e:
-        print(f"liftdata expand: error: {e}", file=sys.stderr)
-        return 2
+    Rerun the same command to resume; a rerun with other settings into the same --out is refused
+    (naming the settings that differ) unless --overwrite."""
+    from liftdata.run import run_expand
+
+    config = _config_from_args(args)
     _set_threads()
-    lifter = load_lifter(args.lifter, args.checkpoint, device=args.device, torch_dtype=args.dtype)
-    sampler = _sampler(args.sampler)  # both fail before tracking
-    out = Path(args.out)
-    path = Path(args.input)
-    if not path.exists():
-        raise SystemExit(f"liftdata: {path}: no such file or directory")
-    model = _load_model(args)
-    if _is_tracked(path):
-        dataset = _open_input(args, model)
-    else:  # track once into out/capture/: reused on resume and by every process
-        from liftdata.dataset import input_fingerprint, track_once
-
-        fingerprint = input_fingerprint(path, head_model=args.head_model, max_frames=args.max_frames,
-                                        stride=args.stride)
-        dataset = track_once(out / "capture", fingerprint, lambda: _open_input(args, model), model, rank)
-    expansion = dataset.expand(args.n, sampler, lifter,
-                               seed=args.seed, size=args.size, include_captured=not args.no_captured)
-    if args.format == "vhap":
-        where = expansion.write_vhap(out / "vhap")
-    else:
-        write = expansion.write_webdataset if args.format == "webdataset" else expansion.write_parquet
-        where = write(out / args.format, max_count=args.shard_size).out_dir
-    part = f", part {rank + 1} of {world_size}" if world_size > 1 else ""
-    print(f"dataset : {where}  ({len(expansion)} samples: {expansion.n_captured} captured + {args.n} lifted{part})")
-    if not args.no_preview and rank == 0:
-        print(f"preview : {expansion.preview(out / 'preview')}")
+    print("\n".join(run_expand(config, overwrite=args.overwrite).lines()))
     return 0
 
 
@@ -108,12 +110,29 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    """Run a dataset-building recipe (YAML)."""
-    from liftdata.recipes import load_recipe, run_recipe
+    """Run a dataset-building recipe (YAML): the same run as `liftdata expand` with the recipe's settings."""
+    from liftdata.recipes import load_recipe, recipe_config
+    from liftdata.run import run_expand
 
+    config = recipe_config(load_recipe(args.recipe, args.set))  # every key checked before any work
     _set_threads()
-    for what, where in run_recipe(load_recipe(args.recipe, args.set)).items():
-        print(f"{what:8}: {where}")
+    print("\n".join(run_expand(config, overwrite=args.overwrite).lines()))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Check every shard of a written dataset against its manifest (presence, size, sha256)."""
+    from liftdata.io.shards import DatasetDirError
+    from liftdata.io.verify import verify_dataset
+
+    report = verify_dataset(args.dir, sha256=not args.no_sha256)
+    for problem in report.problems:
+        print(f"bad shard: {problem}")
+    checked = "size and sha256" if report.sha256 else "size"
+    if not report.ok:
+        raise DatasetDirError(f"{report.in_dir}: {len(report.problems)} bad shard file(s); the manifest lists "
+                              f"{report.n_shards} shards")
+    print(f"ok      : {report.in_dir}  ({report.n_shards} shards, {report.n_samples} samples; {checked} checked)")
     return 0
 
 
@@ -121,7 +140,7 @@ def _preview(args: argparse.Namespace) -> int:
     """Contact sheet + coverage plot + HTML page of a written dataset."""
     from liftdata.preview import preview_dataset
 
-    print(preview_dataset(args.dir, args.out))
+    print(preview_dataset(args.dir, args.out, verify=not args.no_sha256))
     return 0
 
 
@@ -135,8 +154,12 @@ def _push(args: argparse.Namespace) -> int:
 
 def _track(args: argparse.Namespace) -> int:
     """Track a video / images into a saved capture (frames + kinematics + camera + identity) and an overlay."""
+    from liftdata.io.shards import check_writable
     from liftdata.track import overlay
 
+    if Path(args.out).exists():
+        raise ConfigError(f"{args.out}: already exists; choose a new capture directory")
+    check_writable(args.out)
     _set_threads()
     capture = _open_input(args).capture
     out = capture.save(args.out)
@@ -187,6 +210,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flame-embedding", help="mediapipe_landmark_embedding.npz (with --head-model flame)")
     p.add_argument("--max-frames", type=int, help="use at most this many video frames")
     p.add_argument("--stride", type=int, default=1, help="use every k-th video frame")
+    p.add_argument("--subject", type=int, default=0, help="which person of a video to keep (0: most frames)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,25 +229,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lifter", choices=["warp", "liftavatar"], default="warp")
     p.add_argument("--checkpoint", help="liftavatar checkpoint directory")
     p.add_argument("--device", default="auto", help="liftavatar: torch device (default: cuda when available)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="liftavatar: transformer dtype (bfloat16 on recent GPUs)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                   help="liftavatar: transformer dtype (default float32; bfloat16 on recent GPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_positive_int, help="longer image side of the output (default: the input's)")
     p.add_argument("--shard-size", type=_positive_int, default=1000, help="samples per shard")
     p.add_argument("--no-captured", action="store_true", help="write only the lifted frames")
     p.add_argument("--no-preview", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over: delete what an earlier run left in --out (capture, dataset, preview)")
     p.set_defaults(run=_expand)
 
     p = sub.add_parser("build", help="run a recipe YAML", description=_build.__doc__)
     p.add_argument("recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set expand.n=64 --set input.video=clip.mp4")
+    p.add_argument("--overwrite", action="store_true", help="start over in output.dir (see expand --overwrite)")
     p.set_defaults(run=_build)
 
     p = sub.add_parser("preview", help="preview a written dataset", description=_preview.__doc__)
     p.add_argument("dir")
     p.add_argument("--out", help="where to write (default: DIR/preview)")
+    p.add_argument("--no-sha256", action="store_true", help="check shard sizes only, not their sha256")
     p.set_defaults(run=_preview)
+
+    p = sub.add_parser("verify", help="check a dataset's shards against its manifest", description=_verify.__doc__)
+    p.add_argument("dir", help="a dataset directory (holding manifest.json)")
+    p.add_argument("--no-sha256", action="store_true", help="check presence and sizes only (fast)")
+    p.set_defaults(run=_verify)
 
     p = sub.add_parser("push", help="upload a dataset to the Hugging Face Hub", description=_push.__doc__)
     p.add_argument("dir")
@@ -248,25 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive_int, default=256, help="output image size (default 256)")
     p.set_defaults(run=_demo)
 
+    from liftdata.avatar.cli import add_parser as add_avatar_parser  # liftdata avatar train|render|compare
+
+    add_avatar_parser(sub)
     for name, (_, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=text, add_help=False)
     sub.add_parser("info", help="versions, render backend and installed extras").set_defaults(run=_info)
     return parser
 
 
-#: Errors that describe bad input: printed as one line (exit status 2) instead of a traceback.
-#: Checked only for modules already imported (an error class can only be raised once its module is).
-USER_ERRORS = {"liftdata.track.decode": "TrackingError", "liftdata.io.shards": "DatasetDirError",
-               "liftdata.io.schema": "SampleError", "liftdata.io.vhap": "VhapError",
-               "liftdata.recipes": "RecipeError", "liftdata.samplers.plan": "PlanError",
-               "liftdata.lifters.warp": "LifterInputError", "liftdata.capture": "CaptureError",
-               "liftdata.head.flame_file": "FlameFileError", "liftdata.io.hub": "HubError",
-               "builtins": "PermissionError"}
-
-
-def _is_user_error(error: BaseException) -> bool:
-    return any(isinstance(error, getattr(sys.modules[module], name))
-               for module, name in USER_ERRORS.items() if module in sys.modules)
+def _error_line(error: BaseException) -> str:
+    """One line for a user error: the message of a LiftdataError; path + cause for an OSError."""
+    if isinstance(error, OSError) and error.strerror:
+        where = error.filename or ""
+        return f"{where}: {error.strerror}" if where else error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _positive_int(text: str) -> int:
@@ -285,10 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except Exception as e:
-        if not _is_user_error(e):
-            raise
-        print(f"liftdata {args.command}: error: {e}", file=sys.stderr)
+    except (LiftdataError, OSError) as e:  # bad input, or a file we cannot read or write: one line, exit 2
+        print(f"liftdata {args.command}: error: {_error_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -6,30 +6,42 @@
     lifted.preview("out/preview")                         # contact sheet + HTML + coverage plot
 
 Sample keys (`{capture}/{clip:06d}/{frame:03d}`): captured frame i is clip `i // 1000`, frame
-`i % 1000`; lifted plan clip j is clip `C + j` where `C = ceil(T / 1000)` is the number of
-captured clips, so captured and lifted keys never collide and sort captured first.
+`i % 1000` (1000 = `CAPTURED_CLIP_FRAMES`); lifted plan clip j is clip `C + j` where
+`C = ceil(T / 1000)` is the number of captured clips, so captured and lifted keys never collide
+and sort captured first.
+
+The orchestration (settings -> tracking -> expansion -> writer -> preview) lives in
+`liftdata.run`; the multi-process split in `liftdata.ranks`; the tracking cache in
+`liftdata.tracking_cache`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from liftdata.capture import Capture, CaptureError
+from liftdata.config import ConfigError, ExpandConfig
 from liftdata.io.schema import Sample, make_key, make_meta
+from liftdata.ranks import process_rank, split_points
+from liftdata.tracking_cache import input_fingerprint, track_once
 
 __all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "default_sampler", "process_rank",
-           "input_fingerprint", "track_once"]
+           "input_fingerprint", "track_once", "CAPTURED_CLIP_FRAMES"]
+
+CAPTURED_CLIP_FRAMES = 1000  #: captured frame i has the key of clip i // 1000, frame i % 1000
 
 
 # ---------------------------------------------------------------------- captured frames
@@ -52,7 +64,12 @@ def condition_arrays(capture: Capture, start: int, stop: int, backend: str = "au
 
 
 def captured_key(capture: Capture, i: int) -> str:
-    return make_key(capture.capture_id, i // 1000, i % 1000)
+    return make_key(capture.capture_id, i // CAPTURED_CLIP_FRAMES, i % CAPTURED_CLIP_FRAMES)
+
+
+def n_captured_clips(capture: Capture) -> int:
+    """Clip ids the captured frames use; lifted clip j gets id `n_captured_clips + j`."""
+    return math.ceil(len(capture) / CAPTURED_CLIP_FRAMES)
 
 
 def captured_samples(capture: Capture, *, start: int = 0, batch: int = 16, backend: str = "auto") -> Iterator[Sample]:
@@ -85,6 +102,7 @@ class Expansion:
     seed: int = 0
     include_captured: bool = True
     backend: str = "auto"
+    config: ExpandConfig | None = None  # the settings it was built from (recorded in the manifest)
     _references: dict = field(default_factory=dict, init=False, repr=False)  # last reference indices -> References
 
     @cached_property
@@ -107,7 +125,7 @@ class Expansion:
         if start < self.n_captured:
             yield from captured_samples(self.capture, start=start, backend=self.backend)
         offset = self.n_captured
-        first_clip = math.ceil(len(self.capture) / 1000)
+        first_clip = n_captured_clips(self.capture)
         for j, clip in enumerate(self.plan.clips):
             length = len(clip.kinematics)
             if offset + length > start:
@@ -143,6 +161,18 @@ class Expansion:
                                               normal=maps["normal"][f], mask=maps["mask"][f]))
         return samples
 
+    # ------------------------------------------------------------------ identity
+    def identity(self) -> dict[str, Any]:
+        """What this dataset is, recorded in its manifest: the config's identity fields, the
+        capture's fingerprint, the lifter's version and a digest of the plan. A write into a
+        directory recording another identity is refused, naming the fields that differ."""
+        settings = self.config.identity() if self.config is not None else {  # a plain API call: no config
+            **ExpandConfig(n=1).identity(), "n": self.n, "seed": int(self.seed),
+            "include_captured": self.include_captured,
+            "lifter": getattr(self.lifter, "name", type(self.lifter).__name__)}
+        return {**settings, "capture": self.capture.fingerprint(),
+                "lifter_version": str(getattr(self.lifter, "version", "")), "plan": plan_digest(self.plan)}
+
     # ------------------------------------------------------------------ writing
     def write_webdataset(self, out_dir: str | os.PathLike, **kwargs: Any):
         """Stream into WebDataset shards (see `liftdata.io.write_webdataset`); resumes a partial write.
@@ -172,22 +202,17 @@ class Expansion:
         Parts end at clip boundaries (a clip is lifted in one piece) and are as equal in size as
         those allow; a part may be empty when there are more processes than clips.
         """
-        if not isinstance(world_size, int) or world_size < 1:
-            raise ValueError(f"world_size: expected a positive int, got {world_size!r}")
-        cuts = np.concatenate([np.arange(self.n_captured),  # captured frames split anywhere
-                               self.n_captured + np.cumsum([0] + [len(c.kinematics) for c in self.plan.clips]),
-                               [len(self)]])
-        targets = np.arange(1, world_size) * len(self) / world_size
-        inner = [int(cuts[np.argmin(np.abs(cuts - t))]) for t in targets]
-        return [0, *np.maximum.accumulate(inner).tolist(), len(self)]
+        return split_points(self.n_captured, [len(c.kinematics) for c in self.plan.clips], world_size)
 
     def _write(self, writer: Any, out_dir: str | os.PathLike, rank: int | None = None,
                world_size: int | None = None, **kwargs: Any):
         from liftdata.io import resume_state
-        from liftdata.io.shards import merge_ranks, rank_dir
+        from liftdata.io.shards import check_writable, merge_ranks, rank_dir
 
-        _check_writable(Path(out_dir))
+        check_writable(Path(out_dir))
         kwargs.setdefault("name", self.capture.capture_id)
+        fmt = "webdataset" if writer.__name__ == "write_webdataset" else "parquet"
+        kwargs.setdefault("identity", {**self.identity(), "format": fmt, "shard_size": kwargs.get("max_count", 1000)})
         rank, world_size = process_rank(rank, world_size)
         if world_size == 1:
             start = resume_state(out_dir)
@@ -218,14 +243,19 @@ class Expansion:
 
         Needs the `hub` extra (huggingface_hub). Returns the dataset URL.
         """
-        from liftdata.io.hub import push_folder
+        from liftdata.io.hub import check_hub_access, push_folder
 
         if process_rank(kwargs.pop("rank", None), kwargs.pop("world_size", None))[1] > 1:
             raise ValueError("push_to_hub: runs in one process; in a multi-process run, write_parquet with all "
                              "processes, then upload the joined directory (`liftdata push DIR REPO`)")
+        if "/" not in repo_id:
+            from liftdata.io.hub import HubError
+
+            raise HubError(f"repo_id must look like 'user/name', got {repo_id!r}")
+        api = check_hub_access(token)  # before staging anything: a missing token or network fails in one line
         local = Path(local_dir or f"{repo_id.replace('/', '__')}-parquet")
         self.write_parquet(local, **kwargs)
-        return push_folder(local, repo_id, private=private, token=token)
+        return push_folder(local, repo_id, private=private, token=token, api=api)
 
     def preview(self, out_dir: str | os.PathLike, n_lifted: int = 8) -> Path:
         """Write `preview.png`, `coverage.png` and `index.html` comparing captured and lifted frames."""
@@ -234,76 +264,17 @@ class Expansion:
         return write_preview(self, Path(out_dir), n_lifted=n_lifted)
 
 
-def process_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
-    """(rank, world_size) of this process: the arguments, else RANK / WORLD_SIZE from the
-    environment (set by torchrun and `accelerate launch`), else (0, 1)."""
-    if rank is None and world_size is None:
-        env = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-        if None in env:
-            return 0, 1
-        try:
-            rank, world_size = int(env[0]), int(env[1])
-        except ValueError:
-            raise ValueError(f"RANK={env[0]!r}, WORLD_SIZE={env[1]!r} in the environment: expected integers") from None
-    elif rank is None or world_size is None:
-        raise ValueError("rank and world_size: give both or neither")
-    if not (isinstance(rank, int) and isinstance(world_size, int) and 0 <= rank < world_size):
-        raise ValueError(f"rank {rank!r} of world_size {world_size!r}: need 0 <= rank < world_size")
-    return rank, world_size
+def plan_digest(plan: Any) -> str:
+    """sha256 (hex) of a plan: every clip's driving kinematics, references and provenance (arrays
+    hashed as bytes: cheap for plans of 100k frames)."""
+    from liftdata.kinematics import KINEMATIC_FIELDS
 
-
-def input_fingerprint(path: str | os.PathLike | Sequence[str | os.PathLike], **options: Any) -> dict[str, Any]:
-    """What identifies a tracking input: its resolved path(s), file count, bytes and newest mtime
-    (a folder: its files), plus the tracking `options` (head model, max_frames, stride, ...)."""
-    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
-    paths = [p.resolve() for p in paths]
-    files = [f for p in paths for f in (sorted(x for x in p.iterdir() if x.is_file()) if p.is_dir() else [p])]
-    stats = [f.stat() for f in files if f.exists()]  # a missing input is reported by the tracking
-    return {"input": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], "files": len(stats),
-            "bytes": sum(st.st_size for st in stats),
-            "mtime_ns": max((st.st_mtime_ns for st in stats), default=0), **options}
-
-
-def track_once(directory: str | os.PathLike, fingerprint: dict[str, Any], track: Callable[[], LiftDataset],
-               head_model: Any = None, rank: int | None = None, poll_s: float = 2.0) -> LiftDataset:
-    """Track once into `directory` and return the dataset of that saved capture.
-
-    The first call (rank 0) runs `track()` and saves its capture atomically, with `fingerprint`
-    (`input_fingerprint(...)`) in `capture.extra["tracking"]["input"]`; later calls, a resumed
-    run and the other processes of a multi-process run (which wait for rank 0) load it, so every
-    process expands the same capture and a resume does not track again. A saved capture with
-    another fingerprint raises `CaptureError` instead of being mixed into the dataset.
-    """
-    import time
-
-    saved = Path(directory)
-    rank = process_rank()[0] if rank is None else rank
-    if not (saved / "capture.json").is_file():
-        if rank == 0:
-            capture = track().capture
-            capture.extra = {**capture.extra, "tracking": {**capture.extra.get("tracking", {}), "input": fingerprint}}
-            capture.save(saved)
-        else:
-            print(f"rank {rank}: waiting for rank 0 to track {fingerprint.get('input')} into {saved}/", flush=True)
-            while not (saved / "capture.json").is_file():
-                time.sleep(poll_s)
-    dataset = LiftDataset.from_tracked(saved, head_model)
-    found = dataset.capture.extra.get("tracking", {}).get("input")
-    if found != fingerprint:
-        found = found if isinstance(found, dict) else {}
-        diff = ", ".join(f"{k}: saved {found.get(k)!r}, now {fingerprint.get(k)!r}"
-                         for k in sorted(set(found) | set(fingerprint)) if found.get(k) != fingerprint.get(k))
-        raise CaptureError(f"{saved}: tracked from another input or with other settings ({diff}). Use another "
-                           f"output directory, or delete {saved}/ (and the dataset made from it) to start over")
-    return dataset
-
-
-def _check_writable(out_dir: Path) -> None:
-    parent = out_dir if out_dir.exists() else out_dir.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"{out_dir}: output directory is not writable")
+    h = hashlib.sha256()
+    for clip in plan.clips:
+        for name in KINEMATIC_FIELDS:
+            h.update(np.ascontiguousarray(getattr(clip.kinematics, name), np.float32).tobytes())
+        h.update(json.dumps([list(map(int, clip.reference_indices)), clip.provenance], sort_keys=True).encode())
+    return h.hexdigest()
 
 
 def default_sampler(n_frames: int = 2) -> Any:
@@ -313,9 +284,9 @@ def default_sampler(n_frames: int = 2) -> Any:
     """
     from liftdata.samplers import interpolate, mine_extremes, mix, pose_sweep
 
-    if n_frames < 2:
-        return mine_extremes() * pose_sweep(yaw=(-20, 20), pitch=(-8, 8))
-    return mix([mine_extremes(), pose_sweep(yaw=(-30, 30), pitch=(-10, 10)) * interpolate(),
+    if n_frames < 2:  # the ranges are the default's own, not the user's: kept within the pose support
+        return mine_extremes() * pose_sweep(yaw=(-20, 20), pitch=(-8, 8), clip_to_support=True)
+    return mix([mine_extremes(), pose_sweep(yaw=(-30, 30), pitch=(-10, 10), clip_to_support=True) * interpolate(),
                 interpolate(extrapolation=0.3)], [0.5, 0.3, 0.2])
 
 
@@ -335,11 +306,13 @@ class LiftDataset:
 
     @classmethod
     def from_video(cls, path: str | os.PathLike, head_model: Any = "builtin", *, fps: float | None = None,
-                   stride: int = 1, max_frames: int | None = None, progress: bool = True) -> LiftDataset:
-        """Track a monocular video (needs the `track` extra)."""
+                   stride: int = 1, max_frames: int | None = None, progress: bool = True,
+                   subject: int = 0) -> LiftDataset:
+        """Track a monocular video (needs the `track` extra); `subject`: which person to keep (0: most frames)."""
         from liftdata.track import track_video
 
-        return cls(track_video(path, head_model, fps=fps, stride=stride, max_frames=max_frames, progress=progress))
+        return cls(track_video(path, head_model, fps=fps, stride=stride, max_frames=max_frames, progress=progress,
+                               subject=subject))
 
     @classmethod
     def from_images(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: Any = "builtin",
@@ -360,12 +333,12 @@ class LiftDataset:
         from liftdata.io.vhap import import_vhap
 
         if head_model is None:
-            raise ValueError(f"{d}: a VHAP/GaussianAvatars directory needs its FLAME head model "
+            raise ConfigError(f"{d}: a VHAP/GaussianAvatars directory needs its FLAME head model "
                              "(head_model=FlameHeadModel.from_file(...))")
         return cls(import_vhap(d, head_model))
 
     def expand(self, n: int, sampler: Any = None, lifter: Any = None, *, seed: int = 0, size: int | None = None,
-               include_captured: bool = True, backend: str = "auto") -> Expansion:
+               include_captured: bool = True, backend: str = "auto", config: ExpandConfig | None = None) -> Expansion:
         """A lazy dataset of the captured frames (if `include_captured`) plus `n` lifted frames.
 
         Args:
@@ -375,14 +348,16 @@ class LiftDataset:
             lifter: a `liftdata.lifters` lifter (default: `WarpLifter()`, no weights).
             seed: plan and lifter seed; the same seed gives the same dataset.
             size: longer image side of the output (default: the capture's).
+            config: the `ExpandConfig` these arguments come from (`liftdata.run` passes it): its
+                identity fields are recorded in the manifest of what is written.
         """
-        if not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"expand: n must be a positive integer, got {n!r}")
-        if size is not None and (not isinstance(size, (int, np.integer)) or size <= 0):
-            raise ValueError(f"expand: size must be a positive integer or None, got {size!r}")
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:  # n=True is not a count
+            raise ConfigError(f"expand: n must be a positive integer, got {n!r}")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0):
+            raise ConfigError(f"expand: size must be a positive integer or None, got {size!r}")
         from liftdata.lifters import WarpLifter
 
         capture = self.capture.resized(size) if size is not None else self.capture
         sampler = sampler or default_sampler(len(capture))
         return Expansion(capture, int(n), sampler, lifter or WarpLifter(backend=backend),
-                         seed, include_captured, backend)
+                         seed, include_captured, backend, config)

@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from liftdata.errors import LiftdataError
+
 __all__ = ["Kinematics", "Camera", "KinematicsError", "axis_angle_to_matrix", "matrix_to_axis_angle"]
 
 #: Fields of `Kinematics` that hold per-frame arrays, with their trailing width (None = E).
@@ -39,7 +41,7 @@ KINEMATIC_FIELDS: dict[str, int | None] = {
 _CV_TO_GL = np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-class KinematicsError(ValueError):
+class KinematicsError(LiftdataError, ValueError):
     """Raised for invalid kinematics or camera data; the message names the field."""
 
 
@@ -301,10 +303,18 @@ class Camera:
         K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
         return Camera(K, self.world_to_camera, width, height)
 
+    def world_to_camera_points(self, points: np.ndarray) -> np.ndarray:
+        """[..., 3] world points -> [..., 3] OpenCV camera-space points (x right, y down, z forward)."""
+        return points @ self.world_to_camera[:3, :3].T + self.world_to_camera[:3, 3]
+
+    @property
+    def centre(self) -> np.ndarray:
+        """[3] the camera centre in world space."""
+        return -self.world_to_camera[:3, :3].T @ self.world_to_camera[:3, 3]
+
     def project(self, points: np.ndarray) -> np.ndarray:
         """[..., 3] world points -> [..., 3] (u, v, z): pixel coordinates and camera depth."""
-        p = np.asarray(points, dtype=np.float64)
-        cam = p @ self.world_to_camera[:3, :3].T + self.world_to_camera[:3, 3]
+        cam = self.world_to_camera_points(np.asarray(points, dtype=np.float64))
         z = cam[..., 2:3]
         uv = (cam / z) @ self.K.T
         return np.concatenate([uv[..., :2], z], axis=-1)

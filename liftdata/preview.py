@@ -2,11 +2,15 @@
 
 `write_preview(expansion, out_dir)` lifts a few clips spread over the plan (cheap) and shows them
 next to captured frames; `preview_dataset(dataset_dir, out_dir)` does the same from a written
-dataset (WebDataset or Parquet). Both write `preview.png`, `coverage.png` and `index.html`.
+dataset (WebDataset or Parquet). Both write `preview.png`, `coverage.png` and `index.html`, and,
+when lifted frames carry a quality score (`meta["quality"]["score"]`, issue 17), `worst.png`: the
+lowest-scoring kept frames (of the whole dataset; of the previewed clips for an expansion), so the
+floor of the dataset is seen, not only its typical frames.
 """
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 import os
@@ -19,7 +23,30 @@ import numpy as np
 from liftdata.io.schema import Sample
 from liftdata.kinematics import Kinematics
 
-__all__ = ["preview_samples", "write_preview", "preview_dataset"]
+__all__ = ["preview_samples", "write_preview", "preview_dataset", "quality_of", "worst_samples"]
+
+
+def quality_of(sample: Sample) -> float | None:
+    """The lifted sample's quality score (meta["quality"] or meta["extra"]["quality"]), None if unscored."""
+    meta = sample.meta or {}
+    quality = meta.get("quality") or (meta.get("extra") or {}).get("quality") or {}
+    score = quality.get("score") if isinstance(quality, dict) else None
+    return None if score is None else float(score)
+
+
+def worst_samples(samples: Iterable[Sample], k: int) -> list[Sample]:
+    """The k lowest-scoring scored samples, worst first (streams: holds k samples at a time)."""
+    heap: list[tuple[float, int, Sample]] = []
+    for i, sample in enumerate(samples):
+        score = quality_of(sample)
+        if score is None:
+            continue
+        item = (-score, -i, sample)  # max-heap on the score: the best of the worst k sits on top
+        if len(heap) < k:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:
+            heapq.heapreplace(heap, item)
+    return [s for _, _, s in sorted(heap, key=lambda t: (-t[0], -t[1]))]
 
 
 def _head_box(mask: np.ndarray | None, shape: tuple[int, int], margin: float = 0.45) -> tuple[slice, slice]:
@@ -41,7 +68,8 @@ def _row(sample: Sample, tile: int) -> np.ndarray:
     parts = [a["image"][box]] + [(np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m])[box]
                                  for m in ("shading", "normal", "mask") if a[m] is not None]
     row = np.concatenate([cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in parts], 1)
-    label = f"{sample.key} ({sample.meta['source']})"
+    score = quality_of(sample)
+    label = f"{sample.key} ({sample.meta['source']}" + ("" if score is None else f", score {score:.2f}") + ")"
     cv2.putText(row, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 0), 1, cv2.LINE_AA)
     return row
 
@@ -75,7 +103,8 @@ def _coverage_figures(captured: Kinematics, lifted: Kinematics | None, head_mode
             "captured + lifted": coverage(after_source, head_model).summary()}
 
 
-def _page(out_dir: Path, title: str, numbers: dict, n_captured: int, n_lifted: int) -> Path:
+def _page(out_dir: Path, title: str, numbers: dict, n_captured: int, n_lifted: int, worst: bool = False) -> Path:
+    worst_html = ('<h2>Lowest quality scores among the kept lifted frames</h2><img src="worst.png">' if worst else "")
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td><pre>{html.escape(json.dumps(v, indent=1))}</pre></td></tr>"
                    for k, v in numbers.items())
     page = f"""<!doctype html><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -83,7 +112,7 @@ def _page(out_dir: Path, title: str, numbers: dict, n_captured: int, n_lifted: i
 pre{{margin:0}} td,th{{vertical-align:top;padding:4px 12px;text-align:left}}</style>
 <h1>{html.escape(title)}</h1>
 <p>{n_captured} captured and {n_lifted} lifted frames. Each row: image | shading | normal | mask.</p>
-<h2>Captured vs lifted</h2><img src="preview.png">
+<h2>Captured vs lifted</h2><img src="preview.png">{worst_html}
 <h2>Coverage of the expression and pose space</h2><img src="coverage.png">
 <table>{rows}</table>
 """
@@ -92,46 +121,68 @@ pre{{margin:0}} td,th{{vertical-align:top;padding:4px 12px;text-align:left}}</st
     return path
 
 
-def write_preview(expansion: Any, out_dir: Path, n_lifted: int = 8, n_captured: int = 4) -> Path:
+def _write_worst(samples: Iterable[Sample], out_dir: Path, k: int) -> bool:
+    """worst.png with the k lowest-scoring samples; False (and no file) when none is scored."""
+    worst = worst_samples(samples, k)
+    if worst:
+        preview_samples(worst, out_dir / "worst.png", n=len(worst))
+    return bool(worst)
+
+
+def write_preview(expansion: Any, out_dir: Path, n_lifted: int = 8, n_captured: int = 4, n_worst: int = 6) -> Path:
     """Preview an `Expansion` without writing it: a few captured frames and lifted clips."""
-    from liftdata.dataset import captured_samples
+    from liftdata.dataset import captured_samples, n_captured_clips
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cap = expansion.capture
     samples = [next(captured_samples(cap, start=i, batch=1)) for i in _spread(len(cap), n_captured)]
     clips = expansion.plan.clips
-    first_clip = -(-len(cap) // 1000)
+    first_clip = n_captured_clips(cap)
+    lifted_all: list[Sample] = []
     for j in _spread(len(clips), n_lifted):
         lifted = expansion._lift_clip(first_clip + j, clips[j], j)
-        samples.append(lifted[len(lifted) // 2])
+        if lifted:  # a quality gate may have dropped every frame of the clip
+            samples.append(lifted[len(lifted) // 2])
+        lifted_all += lifted
     preview_samples(samples, out_dir / "preview.png", n=len(samples))
+    worst = _write_worst(lifted_all, out_dir, n_worst)
     plan_k = Kinematics.concat([c.kinematics for c in clips])
     numbers = _coverage_figures(cap.kinematics, plan_k, cap.head_model, out_dir)
     numbers["plan"] = {"clips": len(clips), "frames": len(plan_k), "lifter": expansion.lifter.name}
-    return _page(out_dir, f"liftdata preview: {cap.capture_id}", numbers, len(cap), len(plan_k))
+    return _page(out_dir, f"liftdata preview: {cap.capture_id}", numbers, len(cap), len(plan_k), worst)
 
 
 def preview_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 12,
-                    head_model: Any = None) -> Path:
-    """Preview a written dataset: captured and lifted samples spread over it, coverage before/after."""
+                    head_model: Any = None, verify: bool = True, n_worst: int = 6) -> Path:
+    """Preview a written dataset: captured and lifted samples spread over it, coverage before/after.
+
+    The shards are checked against the manifest as they are read (`verify`: their sha256 too); an
+    unfinished or damaged dataset raises `DatasetDirError` saying so.
+    """
     from liftdata.head import load_head_model
     from liftdata.io import read_parquet, read_webdataset
-    from liftdata.io.shards import read_manifest
+    from liftdata.io.verify import finished_manifest
 
     d = Path(dataset_dir)
-    manifest = read_manifest(d)
-    if manifest is None:
-        raise ValueError(f"{d}: not a complete liftdata dataset (no manifest.json)")
-    reader = read_webdataset if manifest["format"] == "webdataset" else read_parquet
+    manifest = finished_manifest(d)
+    read = read_webdataset if manifest["format"] == "webdataset" else read_parquet
+
+    def reader(path: Path) -> Any:
+        return read(path, verify=verify)
     out = Path(out_dir) if out_dir else d / "preview"
     out.mkdir(parents=True, exist_ok=True)
     wanted = set(_spread(manifest["n_samples"], n))
     chosen: list[Sample] = []
     kin: dict[str, list[Kinematics]] = {"captured": [], "lifted": []}
-    for i, sample in enumerate(reader(d)):
-        kin[sample.meta["source"]].append(sample.kinematics)
-        if i in wanted:
-            chosen.append(sample)
+
+    def lifted_stream() -> Iterable[Sample]:
+        for i, sample in enumerate(reader(d)):
+            kin[sample.meta["source"]].append(sample.kinematics)
+            if i in wanted:
+                chosen.append(sample)
+            if sample.meta["source"] == "lifted":
+                yield sample
+    worst = _write_worst(lifted_stream(), out, n_worst)
     preview_samples(chosen, out / "preview.png", n=len(chosen))
     first = (kin["captured"] or kin["lifted"])[0]
     model = head_model or load_head_model(first.head_model)
@@ -139,5 +190,5 @@ def preview_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike |
     lifted = Kinematics.concat(kin["lifted"]) if kin["lifted"] else None
     numbers = _coverage_figures(captured if captured is not None else lifted, lifted if captured is not None else None,
                                 model, out)
-    return _page(out, f"liftdata dataset: {d.name}", numbers, len(kin["captured"]), len(kin["lifted"]))
+    return _page(out, f"liftdata dataset: {d.name}", numbers, len(kin["captured"]), len(kin["lifted"]), worst)
 

@@ -21,6 +21,10 @@ where the dataset goes; `liftdata build RECIPE.yaml` runs it (see `recipes/`).
       shard_size: 1000
       preview: true
 
+Every key is an `ExpandConfig` field (`liftdata.config`); an unknown key is an error naming it
+and the closest valid one, and `liftdata build` runs the same function as `liftdata expand`
+(`liftdata.run.run_expand`).
+
 Sampler specs: `{NAME: {params}}` with NAME one of `interpolate`, `mine_extremes`, `pose_sweep`
 (the constructors in `liftdata.samplers`), or `{mix: [spec + weight, ...]}`,
 `{concat: [spec, ...]}`, `{product: [expression spec, pose spec]}`.
@@ -34,10 +38,13 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-__all__ = ["RecipeError", "load_recipe", "run_recipe", "sampler_from_spec", "apply_overrides"]
+from liftdata.config import ConfigError, ExpandConfig, recipe_paths, resolve_paths
+from liftdata.errors import LiftdataError
+
+__all__ = ["RecipeError", "load_recipe", "recipe_config", "run_recipe", "sampler_from_spec", "apply_overrides"]
 
 
-class RecipeError(ValueError):
+class RecipeError(LiftdataError, ValueError):
     """A malformed recipe; the message names the recipe file and the key."""
 
 
@@ -99,14 +106,19 @@ def apply_overrides(recipe: dict, overrides: Sequence[str]) -> dict:
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict:
-    """Read a recipe, apply `--set` overrides, resolve relative paths against the recipe's folder."""
+    """Read a recipe and apply `--set` overrides; every key is checked against `ExpandConfig`
+    (an unknown key is a `RecipeError` naming it and the closest valid one)."""
     path = Path(path)
     try:
         recipe = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a directory, not a recipe file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text (YAML) file") from None
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: not valid YAML ({e})") from None
+        raise RecipeError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(recipe, dict) or not {"input", "expand", "output"} <= set(recipe):
         raise RecipeError(f"{path}: a recipe needs the sections input, expand and output")
     recipe = apply_overrides(recipe, overrides)
@@ -115,88 +127,37 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> dict:
             raise RecipeError(f"{path}: section {section!r} must be a mapping")
     if "n" not in recipe["expand"]:
         raise RecipeError(f"{path}: expand.n (the number of lifted frames) is required")
-    base = path.resolve().parent
-    for section, key in [("input", "video"), ("input", "images"), ("input", "tracked"), ("output", "dir")]:
-        value = recipe[section].get(key)
-        if isinstance(value, str) and not Path(value).is_absolute():
-            recipe[section][key] = str(base / value)
-    flame = recipe["input"].get("flame") or {}
-    for key in ("model", "embedding"):
-        if isinstance(flame.get(key), str) and not Path(flame[key]).is_absolute():
-            flame[key] = str(base / flame[key])
     recipe["_path"] = str(path)
+    recipe_config(recipe)  # check every key and value now, before any work
     return recipe
 
 
-def _head_model(inp: Mapping[str, Any]) -> Any:
-    from liftdata.head import load_head_model
-
-    name = inp.get("head_model", "builtin")
-    if name == "flame":
-        flame = inp.get("flame") or {}
-        if "model" not in flame:
-            raise RecipeError("input.flame.model: the FLAME model file is required with head_model: flame")
-        return load_head_model("flame", model_path=flame["model"], landmark_embedding=flame.get("embedding"))
-    return load_head_model(name)
-
-
-def open_dataset(inp: Mapping[str, Any], model: Any = None) -> Any:
-    """The `LiftDataset` an `input:` section describes (`model`: its head model, if already loaded)."""
-    from liftdata.dataset import LiftDataset
-
-    kinds = [k for k in ("video", "images", "tracked", "synthetic") if k in inp]
-    if len(kinds) != 1:
-        raise RecipeError(f"input: give exactly one of video, images, tracked, synthetic (got {kinds})")
-    kind = kinds[0]
-    if kind == "synthetic":
-        from liftdata.synthetic import make_capture
-
-        spec = inp["synthetic"] or {}
-        return LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48), size=spec.get("size", 256)))
-    model = _head_model(inp) if model is None else model
-    if kind == "video":
-        return LiftDataset.from_video(inp["video"], model, max_frames=inp.get("max_frames"), stride=inp.get("stride", 1))
-    if kind == "images":
-        return LiftDataset.from_images(inp["images"], model)
-    return LiftDataset.from_tracked(inp["tracked"], model)
+def recipe_config(recipe: Mapping[str, Any]) -> ExpandConfig:
+    """The `ExpandConfig` of a loaded recipe, relative paths resolved against the recipe's folder."""
+    where = recipe.get("_path", "recipe")
+    paths = {name: path for path, name in recipe_paths().items()}
+    try:
+        config = ExpandConfig.from_recipe(recipe, where)
+    except ConfigError as e:
+        message = str(e)
+        field_name = message.split(":", 1)[0]
+        if field_name in paths:  # "n: expected ..." -> "recipe.yaml: expand.n: expected ..."
+            message = f"{paths[field_name]}{message[len(field_name):]}"
+        raise RecipeError(message if message.startswith(f"{where}:") else f"{where}: {message}") from None
+    if config.out is None:
+        raise RecipeError(f"{where}: output.dir is required")
+    if config.sampler is not None:
+        try:
+            sampler_from_spec(config.sampler, "expand.sampler")
+        except RecipeError as e:
+            raise RecipeError(f"{where}: {e}") from None
+    base = Path(where).resolve().parent if "_path" in recipe else Path.cwd()
+    return resolve_paths(config, base)
 
 
-def run_recipe(recipe: Mapping[str, Any]) -> dict[str, str]:
-    """Build the dataset a recipe describes; returns where things went."""
-    from liftdata.lifters import load_lifter
+def run_recipe(recipe: Mapping[str, Any], overwrite: bool = False) -> dict[str, str]:
+    """Build the dataset a recipe describes (`liftdata.run.run_expand`); returns where things went."""
+    from liftdata.run import run_expand
 
-    exp, out = recipe["expand"], recipe["output"]
-    if "dir" not in out:
-        raise RecipeError(f"{recipe.get('_path', 'recipe')}: output.dir is required")
-    fmt, target = out.get("format", "webdataset"), Path(out["dir"])
-    if fmt not in ("webdataset", "parquet", "vhap"):  # checked before the (slow) tracking
-        raise RecipeError(f"output.format: expected webdataset, parquet or vhap, got {fmt!r}")
-    inp = recipe["input"]
-    if "video" in inp or "images" in inp:  # track once into output.dir/capture/ (resume, several processes)
-        from liftdata.dataset import input_fingerprint, track_once
-
-        model = _head_model(inp)
-        fingerprint = input_fingerprint(inp.get("video") or inp.get("images"),
-                                        head_model=inp.get("head_model", "builtin"),
-                                        max_frames=inp.get("max_frames"), stride=inp.get("stride", 1))
-        dataset = track_once(target / "capture", fingerprint, lambda: open_dataset(inp, model), model)
-    else:
-        dataset = open_dataset(inp)
-    lifter_spec = exp.get("lifter") or {"name": "warp"}
-    lifter = load_lifter(lifter_spec.get("name", "warp"), lifter_spec.get("checkpoint"),
-                         device=lifter_spec.get("device", "auto"), torch_dtype=lifter_spec.get("dtype"))
-    sampler = sampler_from_spec(exp["sampler"], "expand.sampler") if exp.get("sampler") else None
-    expansion = dataset.expand(exp["n"], sampler, lifter, seed=exp.get("seed", 0), size=exp.get("size"),
-                               include_captured=exp.get("include_captured", True))
-    written: dict[str, str] = {}
-    if fmt == "vhap":
-        written["dataset"] = str(expansion.write_vhap(target / "vhap"))
-    else:
-        write = expansion.write_webdataset if fmt == "webdataset" else expansion.write_parquet
-        result = write(target / fmt, max_count=out.get("shard_size", 1000))
-        written["dataset"] = str(result.out_dir)
-    from liftdata.dataset import process_rank
-
-    if out.get("preview", True) and process_rank()[0] == 0:  # one preview in a multi-process run
-        written["preview"] = str(expansion.preview(target / "preview"))
-    return written
+    result = run_expand(recipe_config(recipe), overwrite=overwrite)
+    return {"dataset": str(result.dataset), **({"preview": str(result.preview)} if result.preview else {})}

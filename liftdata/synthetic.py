@@ -72,6 +72,7 @@ class Subject:
     light_dir: tuple[float, float, float]  # camera space, pointing from the surface towards the light
     face_uv: np.ndarray | None = None  # [V, 2] atlas pixels of the face vertices; None: frontal projection
     skirt: bool = False  # continue the face outline backwards (see the module docstring)
+    proxy: bool = False  # builtin model: render the whole-head proxy with hair and a neck (head="proxy")
 
 
 def random_identity(model: HeadModel, rng: np.random.Generator) -> np.ndarray:
@@ -188,11 +189,21 @@ def _background(size: int, rng: np.random.Generator) -> np.ndarray:
 TEXTURES = ("painted", "photo")
 
 
+HEADS = ("face", "proxy")
+
+
 def make_subject(seed: int, head_model: HeadModel | None = None, size: int = 256,
-                 texture: str = "painted") -> Subject:
-    """A deterministic random subject for `seed` with a "painted" or "photo" albedo (module docstring)."""
+                 texture: str = "painted", head: str = "face") -> Subject:
+    """A deterministic random subject for `seed` with a "painted" or "photo" albedo (module docstring).
+
+    head="proxy" (opt-in; builtin model only) adds the whole-head proxy (`BuiltinHeadModel.
+    head_proxy`): a hair-textured skull and a skin-coloured neck behind the face, so that warping
+    hair with the head can be measured; the face, light and background are those of head="face".
+    """
     if texture not in TEXTURES:
         raise ValueError(f"texture: expected one of {TEXTURES}, got {texture!r}")
+    if head not in HEADS:
+        raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
     model = head_model or _default_model()
     rng = np.random.default_rng([seed, 1])
     identity = random_identity(model, rng)
@@ -206,8 +217,27 @@ def make_subject(seed: int, head_model: HeadModel | None = None, size: int = 256
     else:
         atlas, uv = _paint_texture(template, holes, rng), None
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.8, -0.2), -1.0])
-    return Subject(model, identity, atlas, _background(size, rng), tuple((light / np.linalg.norm(light)).tolist()),
-                   face_uv=uv, skirt=texture == "photo")
+    background = _background(size, rng)
+    if head == "proxy":
+        if not hasattr(model, "head_proxy"):
+            raise ValueError(f"head='proxy' needs the builtin head model, got {model.name!r}")
+        _paint_hair(atlas, np.random.default_rng([seed, 3]))
+    return Subject(model, identity, atlas, background, tuple((light / np.linalg.norm(light)).tolist()),
+                   face_uv=uv, skirt=texture == "photo", proxy=head == "proxy")
+
+
+_HAIR_ROWS = (388, 508)  # atlas rows of the hair strip (columns 4..380); skin patch at [388:508, 392:508]
+
+
+def _paint_hair(atlas: np.ndarray, rng: np.random.Generator) -> None:
+    """Hair (a dark base with strands) in the atlas' free strip, and a skin patch for the neck."""
+    base = np.array([rng.uniform(0.08, 0.35), rng.uniform(0.05, 0.22), rng.uniform(0.03, 0.12)])
+    h, w = 128, 384
+    strands = cv2.resize(rng.normal(0, 1, (h // 2, 96)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    hair = base * (1 + 0.35 * strands[..., None]) + 0.05 * rng.normal(0, 1, (h, w, 1))
+    atlas[384:512, 0:384] = (np.clip(hair, 0, 1) * 255).astype(np.uint8)
+    skin = np.median(atlas[150:250, 150:250].reshape(-1, 3), axis=0)
+    atlas[384:512, 384:512] = skin.astype(np.uint8)
 
 
 def _default_model() -> HeadModel:
@@ -330,6 +360,30 @@ def _skirt(verts: torch.Tensor, template: np.ndarray, loop: np.ndarray, uv: np.n
     return torch.cat(new_v, 1), np.array(new_f, np.int64), np.concatenate(new_uv).astype(np.float32)
 
 
+def _proxy_geometry(model: Any, identity: np.ndarray, face: torch.Tensor, base: int):
+    """The posed whole-head proxy with hair/skin uvs: vertices [T, n, 3], faces (from `base`), uvs [n, 2].
+
+    The shell's rim is a copy of the face oval (same positions, hair uvs): the hairline is a seam."""
+    from liftdata.head.builtin import PROXY_RINGS, pose_head_proxy
+
+    proxy = model.head_proxy(identity)
+    V = len(proxy.neutral_face)
+    oval = boundary_loops(np.asarray(model.faces))[0]
+    n = len(oval)
+    shell = torch.as_tensor(pose_head_proxy(proxy, face.detach().double().numpy()), dtype=face.dtype)
+    verts = torch.cat([face[:, oval], shell], 1)  # the oval copy, then the proxy's vertices
+    where = np.full(V, -1)
+    where[oval] = np.arange(n)
+    faces = np.asarray(proxy.faces)
+    faces = np.where(faces < V, base + where[np.minimum(faces, V - 1)], base + n + faces - V)
+    lo, hi = _HAIR_ROWS
+    col = 4 + 376 * np.arange(n) / (n - 1)
+    rings = [np.stack([col, np.full(n, lo + (hi - lo) * j / PROXY_RINGS)], 1) for j in range(PROXY_RINGS + 1)]
+    n_neck = len(proxy.vertices) - PROXY_RINGS * n - 1
+    uv = np.concatenate([*rings, [[192.0, hi]], np.tile([[450.0, 450.0]], (n_neck, 1))])
+    return verts, faces.astype(np.int64), uv.astype(np.float32)
+
+
 def _scene(subject: Subject, kinematics: Kinematics):
     """The subject's mesh with caps (and skirt): vertices [T, V', 3], faces, atlas uvs [V', 2]."""
     model = subject.head_model
@@ -342,6 +396,9 @@ def _scene(subject: Subject, kinematics: Kinematics):
     if holes.mouth is not None or holes.eyes:
         cap_v, cap_f, cap_uv = _caps(verts, holes)
         verts, faces, uv = torch.cat([verts, cap_v], 1), np.concatenate([faces, cap_f]), np.concatenate([uv, cap_uv])
+    if subject.proxy:
+        px_v, px_f, px_uv = _proxy_geometry(model, subject.identity, verts[:, :len(template)], verts.shape[1])
+        verts, faces, uv = torch.cat([verts, px_v], 1), np.concatenate([faces, px_f]), np.concatenate([uv, px_uv])
     if subject.skirt:
         loop = boundary_loops(np.asarray(model.faces))[0]
         sk_v, sk_f, sk_uv = _skirt(verts, template, loop, face_uv, verts.shape[1])
@@ -370,7 +427,7 @@ def render_subject(subject: Subject, kinematics: Kinematics, camera: Camera, *, 
 
 def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = None, size: int = 256,
                  head_model: HeadModel | None = None, fov_y_deg: float = 24.0, distance: float = 0.55,
-                 backend: str = "auto", texture: str = "painted", **motion: Any) -> Capture:
+                 backend: str = "auto", texture: str = "painted", head: str = "face", **motion: Any) -> Capture:
     """A synthetic capture with exact ground truth, deterministic per `seed`.
 
     Args:
@@ -380,9 +437,10 @@ def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = 
         size: square frame size in pixels.
         head_model: defaults to the builtin model.
         texture: "painted" or "photo" (builtin model only; see the module docstring).
+        head: "face" (default) or "proxy" (adds a hair-textured skull and a neck; see `make_subject`).
         motion: keyword arguments for `sample_kinematics` (e.g. max_yaw_deg, expression_scale).
     """
-    subject = make_subject(seed, head_model, size, texture)
+    subject = make_subject(seed, head_model, size, texture, head)
     model = subject.head_model
     if kinematics is None:
         kinematics = sample_kinematics(model, n_frames, np.random.default_rng([seed, 2]), **motion)
@@ -391,7 +449,8 @@ def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = 
     return Capture(frames=frames, kinematics=kinematics, camera=camera, identity=subject.identity,
                    head_model=model, capture_id=f"synthetic-{seed}", subject_id=f"synthetic-{seed}",
                    fps=25.0, extra={"synthetic": {"seed": seed, "light_dir": list(subject.light_dir),
-                                                  "texture": texture}})
+                                                  "texture": texture,
+                                                  **({"head": head} if head != "face" else {})}})
 
 
 @lru_cache(maxsize=1)
@@ -413,3 +472,86 @@ def write_video(capture: Capture, path: str | os.PathLike, fps: float | None = N
     writer.release()
     os.replace(tmp, path)
     return path
+
+
+# ---------------------------------------------------------------------- multi-subject videos
+@dataclass(frozen=True)
+class Piece:
+    """One part of a `make_cut_video`: a shot of a subject, black frames, or a face leaving the frame.
+
+    kind: "face" (subject `seed`, its own sampled motion from `motion_seed`), "black", or "leave"
+    (subject `seed` moving sideways until the face is out of the frame, then empty background).
+    """
+
+    kind: str
+    n_frames: int
+    seed: int = 0
+    motion_seed: int = 0
+
+
+@dataclass
+class CutVideo:
+    """Frames with per-frame ground truth of who is visible (`make_cut_video`).
+
+    Attributes:
+        frames: [T, H, W, 3] uint8.
+        seed: [T] subject seed of the frame (-1: black).
+        piece: [T] index of the piece each frame comes from (a hard cut between pieces).
+        face_visible: [T] all of the subject's face-mesh vertices project inside the frame.
+        kinematics, camera: per-frame ground truth of the visible subject (`identities[seed]`).
+    """
+
+    frames: np.ndarray
+    seed: np.ndarray
+    piece: np.ndarray
+    face_visible: np.ndarray
+    kinematics: Kinematics
+    camera: Camera
+    identities: dict[int, np.ndarray]
+    fps: float = 25.0
+
+
+def _leave_motion(model: HeadModel, n: int, rng: np.random.Generator, distance: float, fov_y_deg: float) -> Kinematics:
+    """Gentle sway, then a sideways slide to 1.6 half-frame widths at the head's depth (out of view)."""
+    k = sample_kinematics(model, n, rng, max_yaw_deg=10, max_pitch_deg=5, max_roll_deg=3)
+    half = distance * np.tan(np.radians(fov_y_deg) / 2)
+    ramp = np.clip((np.arange(n) - n / 3) / (n / 3), 0, 1)
+    trans = np.array(k.translation)
+    trans[:, 0] += 1.6 * half * ramp
+    return k.replace(translation=trans)
+
+
+def make_cut_video(pieces: list[Piece], size: int = 256, head_model: HeadModel | None = None,
+                   fov_y_deg: float = 24.0, distance: float = 0.55, backend: str = "auto") -> CutVideo:
+    """Synthetic subjects joined by hard cuts (with black frames, faces leaving): segmentation tests.
+
+    Every piece of a subject uses that subject's identity, albedo, light and background
+    (`make_subject(seed)`); each "face" piece samples its own motion (`motion_seed`).
+    """
+    model = head_model or _default_model()
+    camera = Camera.frontal(fov_y_deg, size, size, distance)
+    frames, seeds, piece_id, visible, kins, identities = [], [], [], [], [], {}
+    for i, p in enumerate(pieces):
+        if p.kind not in ("face", "black", "leave"):
+            raise ValueError(f"pieces[{i}].kind: expected 'face', 'black' or 'leave', got {p.kind!r}")
+        if p.kind == "black":
+            frames.append(np.zeros((p.n_frames, size, size, 3), np.uint8))
+            kins.append(neutral_kinematics(model, p.n_frames))
+            seeds += [-1] * p.n_frames
+            visible += [False] * p.n_frames
+        else:
+            subject = make_subject(p.seed, model, size)
+            identities[p.seed] = subject.identity
+            rng = np.random.default_rng([p.seed, 3, p.motion_seed])
+            k = (sample_kinematics(model, p.n_frames, rng) if p.kind == "face"
+                 else _leave_motion(model, p.n_frames, rng, distance, fov_y_deg))
+            frames.append(render_subject(subject, k, camera, backend=backend))
+            with torch.no_grad():
+                uv = camera.project(model.vertices(torch.as_tensor(subject.identity), k).numpy())[..., :2]
+            inside = ((uv >= -0.5) & (uv <= size - 0.5)).all(-1).all(-1)
+            kins.append(k)
+            seeds += [p.seed] * p.n_frames
+            visible += inside.tolist()
+        piece_id += [i] * p.n_frames
+    return CutVideo(np.concatenate(frames), np.array(seeds), np.array(piece_id), np.array(visible),
+                    Kinematics.concat(kins), camera, identities)

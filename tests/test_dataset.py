@@ -183,7 +183,7 @@ def test_multi_process_write_equals_single_process(tmp_path, capture, fmt):
         assert result.out_dir == out / f"rank-{rank:05d}-of-00003"
         calls += len(lifter.calls)
         if i < 2:
-            with pytest.raises(DatasetDirError, match="no manifest.json"):
+            with pytest.raises(DatasetDirError, match="parts of a multi-process write are not joined"):
                 read(fmt, out)
     merged = read(fmt, out)
     assert [s.key for s in merged] == [s.key for s in single] == expected_keys(capture)
@@ -459,17 +459,35 @@ def test_incompatible_output_dir(tmp_path, capture):
     with pytest.raises(DatasetDirError, match=f"{foreign}: not empty"):
         expansion(capture, lifter).write_parquet(foreign, progress=False)
     assert lifter.calls == []
-    # a complete dataset asked to hold more samples than it has
-    with pytest.raises(DatasetDirError, match="already holds a complete dataset"):
+    # a complete dataset asked to hold more samples than it has: other settings, refused by name
+    with pytest.raises(DatasetDirError, match=rf"{out}: holds a dataset made with other settings \(n: recorded {N}, "
+                                              rf"now {N + 4}; plan: recorded '[0-9a-f]+\.\.\.[0-9a-f]+', now '"):
         expansion(capture, n=N + 4).write_parquet(out, progress=False)
     assert decode_png(next(read_parquet(out)).image).shape == (SIZE, SIZE, 3)
 
 
 def test_from_video_with_an_unusual_file_name(tmp_path, capture):
     path = tmp_path / "My selfie.v2.mp4"  # space and dots: not allowed in sample keys or shard names
-    write_video(capture, path)
+    write_video(make_capture(0, n_frames=T, size=128), path)  # the tracker needs faces >= 64 px across
     ds = LiftDataset.from_video(path, progress=False)
     assert ds.capture.capture_id == "My_selfie_v2" and len(ds.capture) == T and ds.capture.face_found.all()
     result = ds.expand(4, mine_extremes(clip_length=4)).write_webdataset(tmp_path / "ds", progress=False)
     assert [p.name for p in result.files] == ["My_selfie_v2-000000.tar"]
     assert [s.key for s in read_webdataset(tmp_path / "ds")][T:] == [make_key("My_selfie_v2", 1, f) for f in range(4)]
+
+
+@pytest.mark.parametrize("fmt", ["webdataset", "parquet"])
+def test_resuming_with_another_capture_of_the_same_name_is_refused(tmp_path, capture, fmt):
+    """Same keys, same settings, another subject: the capture's fingerprint in the manifest tells them apart."""
+    import dataclasses
+
+    out = tmp_path / "ds"
+    with pytest.raises(RuntimeError, match="lifter crashed"):  # killed mid-write: complete shards stay
+        write(expansion(capture, CountingLifter(fail_after=1)), fmt, out, max_count=3)
+    other = dataclasses.replace(make_capture(1, n_frames=T, size=SIZE), capture_id=capture.capture_id)
+    lifter = CountingLifter()
+    with pytest.raises(DatasetDirError, match=rf"{out}: holds a dataset made with other settings \(capture: recorded"):
+        write(expansion(other, lifter), fmt, out, max_count=3)
+    assert lifter.calls == [] and resume_state(out) > 0
+    write(expansion(capture), fmt, out, max_count=3)  # the right capture resumes
+    assert [s.key for s in read(fmt, out)] == expected_keys(capture)

@@ -345,3 +345,50 @@ def test_generator_reproduces_the_shipped_asset():
             else:
                 np.testing.assert_allclose(shipped[key], fresh[key], atol=1e-6, err_msg=key)
     assert ASSET_PATH.stat().st_size < 1_000_000
+
+
+# ---------------------------------------------------------------------- whole-head proxy
+def _loops_after_closing(faces):
+    from liftdata.head.base import boundary_loops
+
+    return sorted(len(loop) for loop in boundary_loops(faces))
+
+
+def test_whole_head_keeps_the_face_mesh_and_closes_the_oval(model):
+    k = neutral_kinematics(model, 2)
+    k = k.replace(rotation=np.array([[0.1, 0.5, 0.0], [0.0, -0.3, 0.2]], np.float32))
+    verts, faces = model.whole_head(model.neutral_identity(), k)
+    face = model.vertices(model.neutral_identity(), k)
+    torch.testing.assert_close(verts[:, :model.n_vertices], face)  # face vertex indices unchanged
+    np.testing.assert_array_equal(faces[:len(model.faces)], model.faces)
+    # the face oval (36) is no boundary any more: mouth 20, eyes 16 + 16, the neck tube's two ends 16 + 16
+    assert _loops_after_closing(faces) == [16, 16, 16, 16, 20]
+    counts = Counter(tuple(sorted(e)) for f in faces for e in combinations(f.tolist(), 2))
+    assert max(counts.values()) == 2  # manifold: no edge shared by three triangles
+
+
+def test_proxy_moves_rigidly_with_the_head_and_opens_with_the_jaw(model):
+    ident = model.neutral_identity()
+    proxy = model.head_proxy(ident)
+    rot, trans = np.array([[0.3, -0.6, 0.1]], np.float32), np.array([[0.01, -0.02, 0.03]], np.float32)
+    k = neutral_kinematics(model, 1).replace(rotation=rot, translation=trans)
+    verts, _ = model.whole_head(ident, k)
+    R = axis_angle_to_matrix(rot[0].astype(np.float64))  # independent rotation (scipy)
+    expected = proxy.vertices @ R.T + trans[0]
+    np.testing.assert_allclose(verts[0, model.n_vertices:].numpy(), expected, atol=2e-5)
+    e = neutral_kinematics(model, 1).expression.copy()
+    e[0, model.expression_index("jawOpen")] = 1.0
+    jaw, _ = model.whole_head(ident, neutral_kinematics(model, 1).replace(expression=e))
+    moved = np.linalg.norm(jaw[0, model.n_vertices:].numpy() - proxy.vertices, axis=1)
+    parent_y = np.where(proxy.parent >= 0, proxy.neutral_face[proxy.parent, 1], np.inf)
+    chin_ring = (proxy.follow > 0.3) & (parent_y <= np.sort(np.unique(parent_y))[4])  # under the 5 lowest oval vertices
+    assert chin_ring.any() and moved[chin_ring].max() > 0.01  # the rings under the chin open with the jaw
+    assert moved[proxy.follow == 0].max() < 1e-4  # the skull and neck do not
+
+
+def test_proxy_is_fitted_to_the_face_size(model):
+    small = model.head_proxy(model.neutral_identity())
+    big = model.head_proxy(model.template * 0.15)  # the same face 15% larger (about the model origin)
+    np.testing.assert_allclose(np.ptp(big.vertices, 0), 1.15 * np.ptp(small.vertices, 0), rtol=1e-6)
+    width = np.ptp(model.template[:, 0].numpy())
+    assert np.ptp(small.vertices[:, 0]) > width and np.ptp(small.vertices[:, 2]) > 1.2 * width  # a head, not a mask

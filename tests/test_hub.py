@@ -34,6 +34,10 @@ class RecordingHfApi:
         self.token, self.calls = token, []
         RecordingHfApi.instances.append(self)
 
+    def whoami(self):
+        self.calls.append(("whoami", {}))
+        return {"name": "me"}
+
     def create_repo(self, repo_id, *, repo_type=None, private=None, exist_ok=False, **kwargs):
         self.calls.append(("create_repo", dict(repo_id=repo_id, repo_type=repo_type, private=private,
                                                exist_ok=exist_ok)))
@@ -71,6 +75,7 @@ def test_push_to_hub_uploads_a_loadable_dataset(tmp_path, hub, expansion, monkey
     (api,) = hub.instances
     assert api.token == "hf_secret"
     assert api.calls == [
+        ("whoami", {}),  # token and connection checked before anything is staged
         ("create_repo", dict(repo_id="someone/faces", repo_type="dataset", private=True, exist_ok=True)),
         ("upload_folder", dict(folder_path=local, repo_id="someone/faces", repo_type="dataset"))]
     uploaded = sorted(str(p.relative_to(hub.remote)) for p in hub.remote.rglob("*") if p.is_file())
@@ -90,8 +95,8 @@ def test_cli_push(tmp_path, hub, expansion, capsys):
     assert main(["push", str(out), "me/public-set", "--public", "--token", "tok"]) == 0
     assert capsys.readouterr().out.strip() == "https://huggingface.co/datasets/me/public-set"
     (api,) = hub.instances
-    assert api.token == "tok" and api.calls[0][1]["private"] is False
-    assert api.calls[1][1] == dict(folder_path=out, repo_id="me/public-set", repo_type="dataset")
+    assert api.token == "tok" and api.calls[0] == ("whoami", {}) and api.calls[1][1]["private"] is False
+    assert api.calls[2][1] == dict(folder_path=out, repo_id="me/public-set", repo_type="dataset")
     assert datasets.load_dataset(str(hub.remote), cache_dir=str(tmp_path / "hf"))["train"].num_rows == T + N
 
 
@@ -121,3 +126,30 @@ def interrupted(samples, after):
         if i == after:
             raise RuntimeError("interrupted")
         yield sample
+
+
+def test_push_offline_is_one_line_before_staging(tmp_path, expansion, capsys, monkeypatch):
+    """The real client against a closed port (no network needed): one line, exit 2, nothing staged."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HubError, match=r"cannot reach the Hugging Face Hub at http://127.0.0.1:9 \("):
+        expansion.push_to_hub("me/faces", token="hf_x", progress=False)
+    assert list(tmp_path.iterdir()) == []  # no staging folder
+    out = tmp_path / "ds"
+    expansion.write_parquet(out, progress=False)
+    assert main(["push", str(out), "me/faces", "--token", "hf_x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("liftdata push: error: cannot reach the Hugging Face Hub") and err.count("\n") == 1
+
+
+def test_push_without_a_token_is_one_line(tmp_path, expansion, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))  # no cached login
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+    out = tmp_path / "ds"
+    expansion.write_parquet(out, progress=False)
+    assert main(["push", str(out), "me/faces"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("liftdata push: error: no valid Hugging Face token: log in (`hf auth login`), set HF_TOKEN or "
+                   "pass --token (LocalTokenNotFoundError)\n")

@@ -155,3 +155,12 @@ def test_camera_validation(kwargs, message):
                 width=100, height=100)
     with pytest.raises(KinematicsError, match=message):
         Camera(**{**base, **kwargs})
+
+
+@given(cameras(), arrays(np.float64, (5, 3), elements=st.floats(-2, 2)))
+@settings(max_examples=50, deadline=None)
+def test_world_to_camera_points_and_centre(cam, points):
+    """Against the homogeneous 4x4 product; the centre maps to the camera-space origin."""
+    homogeneous = np.concatenate([points, np.ones((5, 1))], 1) @ cam.world_to_camera.T
+    np.testing.assert_allclose(cam.world_to_camera_points(points), homogeneous[:, :3], atol=1e-9)
+    np.testing.assert_allclose(cam.world_to_camera_points(cam.centre), 0, atol=1e-6)  # R orthonormal to ~1e-7

@@ -89,8 +89,10 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert len(b.losses) == 2 and np.allclose(a.losses[2:], b.losses, rtol=1e-5)
     wa = load_file(a.pipeline_dir / "transformer" / "diffusion_pytorch_model.safetensors")
     wb = load_file(b.pipeline_dir / "transformer" / "diffusion_pytorch_model.safetensors")
-    # CUDA (accelerate picks it when present): TF32 convolutions and non-deterministic reductions
-    atol = 1e-4 if torch.cuda.is_available() else 1e-6
+    # CUDA (accelerate picks it when present): TF32 convolutions and non-deterministic reductions.
+    # CPU: up to ~2e-6 on the cross-attention q/k of the zero text context (Adam normalises their
+    # near-zero gradients, so float rounding of the resumed optimizer state shows), also before issue 14
+    atol = 1e-4 if torch.cuda.is_available() else 1e-5
     assert all(torch.allclose(wa[k], wb[k], atol=atol) for k in wa)
     assert json.loads((tmp_path / "b" / "checkpoint-4" / "step.json").read_text())["step"] == 4
 

@@ -15,7 +15,7 @@ from liftdata.cli import main
 from liftdata.head import load_head_model
 from liftdata.io import read_parquet, read_webdataset
 from liftdata.io.vhap import export_vhap, import_vhap
-from liftdata.recipes import RecipeError, apply_overrides, load_recipe, sampler_from_spec
+from liftdata.recipes import RecipeError, apply_overrides, load_recipe, recipe_config, sampler_from_spec
 from liftdata.samplers import interpolate, mine_extremes, mix, pose_sweep
 from liftdata.synthetic import make_capture, write_video
 
@@ -29,7 +29,7 @@ def inputs(tmp_path_factory):
     from skimage import data
 
     d = tmp_path_factory.mktemp("inputs")
-    write_video(make_capture(0, n_frames=8, size=96), d / "selfie.mp4")
+    write_video(make_capture(0, n_frames=8, size=128), d / "selfie.mp4")  # faces >= 64 px
     cv2.imwrite(str(d / "astronaut.png"), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
     arrays = make_flame_arrays(n_shape=300, n_expression=100)  # FLAME's split, so the defaults load it
     flame_file = write_npz(d / "flame.npz", arrays)
@@ -117,14 +117,45 @@ def test_recipe_samplers_equal_hand_built_ones():
 
 def test_load_recipe_resolves_paths_and_overrides(tmp_path):
     recipe = load_recipe(RECIPES / "vhap-expand.yaml", ["expand.n=5", "input.flame.model=/abs/flame.pkl",
-                                                        "output.format=parquet", "expand.new.deep=[1, 2]"])
-    assert recipe["input"]["tracked"] == str(RECIPES / "vhap_export")  # relative to the recipe file
-    assert recipe["input"]["flame"] == {"model": "/abs/flame.pkl",
-                                        "embedding": str(RECIPES / "mediapipe_landmark_embedding.npz")}
-    assert recipe["expand"]["n"] == 5 and recipe["output"]["format"] == "parquet"
-    assert recipe["expand"]["new"] == {"deep": [1, 2]}
+                                                        "output.format=parquet", "expand.sampler={interpolate: {}}"])
+    config = recipe_config(recipe)
+    assert config.tracked == str(RECIPES / "vhap_export")  # relative to the recipe file
+    assert (config.flame_model, config.flame_embedding) == ("/abs/flame.pkl",
+                                                            str(RECIPES / "mediapipe_landmark_embedding.npz"))
+    assert config.n == 5 and config.format == "parquet" and config.sampler == {"interpolate": {}}
+    assert config.out == str(RECIPES / "out" / "vhap-expand")
     original = {"expand": {"n": 1}}
     assert apply_overrides(original, ["expand.n=2"]) == {"expand": {"n": 2}} and original == {"expand": {"n": 1}}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("expand.smapler={mine_extremes: {}}", "unknown key expand.smapler; did you mean expand.sampler?"),
+    ("expand.bogus=1", "unknown key expand.bogus; valid keys in expand: include_captured, lifter, n, "),
+    ("expand.format=parquet", "unknown key expand.format; did you mean output.format?"),
+    ("input.flame.modle=x.pkl", "unknown key input.flame.modle; did you mean input.flame.model?"),
+    ("output.shardsize=5", "unknown key output.shardsize; did you mean output.shard_size?"),
+    ("expand.n=0", "expand.n: expected a positive integer"),
+    ("expand.n=true", "expand.n: expected a positive integer"),  # n=True is not a count
+    ("expand.seed=-1", "expand.seed: expected an integer in [0, "),
+    ("expand.size=100000", "expand.size: expected a positive integer up to 4096"),
+    ("expand.lifter=warp", "expand.lifter must be a mapping (keys: name, checkpoint, dtype, device)"),
+    ("output.format=tiff", "output.format: expected one of webdataset, parquet, vhap, got 'tiff'"),
+    ("expand.sampler={mine_extreme: {}}", "expand.sampler: unknown sampler 'mine_extreme'"),
+])
+def test_recipe_keys_and_values_are_checked_before_any_work(tmp_path, capsys, override, message):
+    """Each is one line naming the recipe and the key, exit status 2, before tracking (no output written)."""
+    out = tmp_path / "out"
+    assert main(["build", str(RECIPES / "single-photo.yaml"), "--set", f"output.dir={out}", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"liftdata build: error: {RECIPES / 'single-photo.yaml'}: ") and message in err, err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_binary_recipe_is_one_line(tmp_path, capsys):
+    binary = tmp_path / "recipe.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["build", str(binary)]) == 2
+    assert capsys.readouterr().err == f"liftdata build: error: {binary}: not a text (YAML) file\n"
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -157,9 +188,21 @@ def test_recipe_errors(tmp_path, capsys):
     # through the CLI: one line naming the problem, exit status 2, no traceback
     bad.write_text("input: {video: a.mp4, images: b.png}\nexpand: {n: 4}\noutput: {dir: out}\n")
     assert main(["build", str(bad)]) == 2
-    assert "input: give exactly one of video, images, tracked, synthetic" in capsys.readouterr().err
+    assert "bad.yaml: input: give exactly one of video, images, tracked, synthetic" in capsys.readouterr().err
     args = ["build", str(RECIPES / "single-photo.yaml"), "--set", "output.format=tiff", "--set", "input.images=/x.png"]
     assert main(args) == 2  # refused before tracking (the photo does not exist)
-    assert "output.format: expected webdataset, parquet or vhap, got 'tiff'" in capsys.readouterr().err
+    assert "output.format: expected one of webdataset, parquet, vhap, got 'tiff'" in capsys.readouterr().err
     assert main(["build", str(RECIPES / "single-photo.yaml"), "--set", "input.images=/nonexistent/x.png"]) == 2
-    assert "/nonexistent/x.png: no such image file" in capsys.readouterr().err
+    assert "/nonexistent/x.png: no such file or directory" in capsys.readouterr().err
+
+
+def test_vhap_recipe_is_refused_in_a_multi_process_run(tmp_path, capsys, monkeypatch):
+    """One run path: the CLI's "VHAP is written by one process" rule holds for recipes too (before any work)."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "out"
+    assert main(["build", str(RECIPES / "vhap-expand.yaml"), "--set", f"output.dir={out}",
+                 "--set", f"input.tracked={tmp_path}"]) == 2
+    assert capsys.readouterr().err == ("liftdata build: error: --format vhap is written by one process; run it "
+                                       "without torchrun/accelerate\n")
+    assert not out.exists()

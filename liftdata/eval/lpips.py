@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from liftdata.errors import LiftdataError
+
 __all__ = ["LpipsWeightsError", "LPIPS", "BACKBONES", "find_weights", "load_lpips", "lpips_reference"]
 
 SHIFT = (-0.030, -0.088, -0.188)
@@ -74,7 +76,7 @@ BACKBONES: dict[str, Backbone] = {"alex": ALEX, "vgg": _vgg16()}
 HEADS = {"alex": "alex.pth", "vgg": "vgg.pth"}
 
 
-class LpipsWeightsError(FileNotFoundError):
+class LpipsWeightsError(LiftdataError, FileNotFoundError):
     """A weight file LPIPS needs was not found; the message says which, where, and how to get it."""
 
 

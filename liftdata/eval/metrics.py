@@ -31,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liftdata.errors import LiftdataError
+
 __all__ = ["MetricError", "to_nchw", "psnr", "ssim", "ssim_map", "gaussian_window", "SSIM_RADIUS"]
 
 SSIM_SIGMA = 1.5
@@ -39,7 +41,7 @@ SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # 5: an 11-tap window, as s
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 
 
-class MetricError(ValueError):
+class MetricError(LiftdataError, ValueError):
     """Inputs of a metric have the wrong shape, range or size; the message says which."""
 
 

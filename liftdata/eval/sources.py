@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from liftdata.errors import LiftdataError
 from liftdata.kinematics import Kinematics
 
 __all__ = ["EvalInputError", "FrameSet", "open_frames", "open_masks", "load_kinematics", "IMAGE_EXTENSIONS"]
@@ -24,7 +25,7 @@ __all__ = ["EvalInputError", "FrameSet", "open_frames", "open_masks", "load_kine
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
 
-class EvalInputError(ValueError):
+class EvalInputError(LiftdataError, ValueError):
     """Evaluation inputs do not fit together; the message names the files."""
 
 

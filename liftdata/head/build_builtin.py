@@ -2,6 +2,10 @@
 
     python -m liftdata.head.build_builtin                 # rebuild the asset
     python -m liftdata.head.build_builtin contact-sheet   # render docs/builtin_blendshapes.png
+    python -m liftdata.head.build_builtin proxy-sheet     # render docs/builtin_head_proxy.png
+
+The whole-head proxy (`liftdata.head.builtin.build_head_proxy`) is not stored in the asset: it is
+generated from each subject's neutral face (so it is fitted to the subject's face size).
 
 Steps (deterministic; needs mediapipe, run once by maintainers, not at import time):
 
@@ -31,6 +35,7 @@ import numpy as np
 
 ASSET = Path(__file__).resolve().parents[1] / "assets" / "builtin_head_v1.npz"
 SHEET = Path(__file__).resolve().parents[2] / "docs" / "builtin_blendshapes.png"
+PROXY_SHEET = Path(__file__).resolve().parents[2] / "docs" / "builtin_head_proxy.png"
 
 EYE_CORNER_DISTANCE = 0.09  # m, outer eye corners (landmarks 33, 263)
 HEAD_CENTRE_BEHIND_NOSE = 0.095  # m, model origin behind the nose tip (landmark 1)
@@ -317,14 +322,48 @@ def contact_sheet(path: Path = SHEET, tile: int = 256, columns: int = 6) -> Path
     return path
 
 
+def proxy_sheet(path: Path = PROXY_SHEET, tile: int = 256) -> Path:
+    """The face mesh + whole-head proxy (shading maps) from several sides, neutral and with jawOpen 1."""
+    import cv2
+    import torch
+
+    from liftdata.head.base import neutral_kinematics
+    from liftdata.head.builtin import BuiltinHeadModel
+    from liftdata.kinematics import Camera
+    from liftdata.render import condition_maps
+
+    model = BuiltinHeadModel.from_file(ASSET)
+    views = [("front", 0, 0, 0), ("yaw 45", 0, 45, 0), ("yaw 90", 0, 90, 0), ("yaw 135", 0, 135, 0),
+             ("back", 0, 180, 0), ("pitch -50, yaw 30", -50, 30, 0), ("jawOpen 1, yaw 60", 0, 60, 1),
+             ("pitch 40, yaw -30", 40, -30, 0)]
+    k = neutral_kinematics(model, len(views))
+    expr = np.array(k.expression)
+    expr[:, model.expression_index("jawOpen")] = [v[3] for v in views]
+    rot = np.radians([[v[1], v[2], 0.0] for v in views]).astype(np.float32)
+    verts, faces = model.whole_head(model.neutral_identity(), k.replace(expression=expr, rotation=rot))
+    with torch.no_grad():
+        maps = condition_maps(verts, faces, Camera.frontal(24.0, tile, tile, 0.85))
+    tiles = []
+    for (label, *_), shade, mask in zip(views, maps["shading"], maps["mask"]):
+        img = (np.repeat((shade.numpy() * 0.8 + 0.2 * (1 - mask.numpy())) * 255, 3, -1)).astype(np.uint8)
+        cv2.putText(img, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA)
+        tiles.append(img)
+    sheet = np.concatenate([np.concatenate(tiles[:4], 1), np.concatenate(tiles[4:], 1)], 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), sheet)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "contact-sheet":
         print(contact_sheet(Path(argv[1]) if len(argv) > 1 else SHEET))
+    elif argv and argv[0] == "proxy-sheet":
+        print(proxy_sheet(Path(argv[1]) if len(argv) > 1 else PROXY_SHEET))
     elif not argv:
         print(write_asset())
     else:
-        raise SystemExit("usage: python -m liftdata.head.build_builtin [contact-sheet [PATH]]")
+        raise SystemExit("usage: python -m liftdata.head.build_builtin [contact-sheet [PATH] | proxy-sheet [PATH]]")
 
 
 if __name__ == "__main__":

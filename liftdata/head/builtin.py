@@ -31,6 +31,7 @@ Kinematics semantics:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
@@ -38,11 +39,12 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from liftdata.head.base import ExpressionPrior, kinematics_tensors
+from liftdata.head.base import ExpressionPrior, boundary_loops, kinematics_tensors
 from liftdata.head.lbs import axis_angle_to_matrix, blend_rotate_about, rotate_about
 from liftdata.kinematics import Kinematics
 
-__all__ = ["BuiltinHeadModel", "load_builtin", "builtin_vertices", "ASSET_PATH"]
+__all__ = ["BuiltinHeadModel", "load_builtin", "builtin_vertices", "ASSET_PATH", "HeadProxy", "build_head_proxy",
+           "pose_head_proxy"]
 
 ASSET_PATH = Path(__file__).resolve().parents[1] / "assets" / "builtin_head_v1.npz"
 
@@ -132,6 +134,19 @@ class BuiltinHeadModel:
     def neutral_identity(self) -> torch.Tensor:  # [V, 3]
         return torch.zeros(self.n_vertices, 3)
 
+    def head_proxy(self, identity: torch.Tensor | np.ndarray) -> HeadProxy:
+        """The whole-head proxy fitted to the subject's neutral face (see `build_head_proxy`)."""
+        neutral = (self.template + torch.as_tensor(np.asarray(identity), dtype=torch.float32)).numpy()
+        return build_head_proxy(neutral.astype(np.float64), self.faces, self.jaw_weights.numpy())
+
+    def whole_head(self, identity: torch.Tensor | np.ndarray, kinematics: Kinematics | Mapping[str, torch.Tensor],
+                   ) -> tuple[torch.Tensor, np.ndarray]:  # [T, V + P, 3], [F + F_p, 3]
+        """Face mesh + head proxy: vertices (the face's V first, indices unchanged) and triangles."""
+        proxy = self.head_proxy(identity)
+        face = self.vertices(torch.as_tensor(np.asarray(identity)), kinematics)
+        shell = pose_head_proxy(proxy, face.detach().double().numpy())
+        return torch.cat([face, torch.as_tensor(shell, dtype=face.dtype)], 1), proxy.all_faces
+
     def __repr__(self) -> str:
         return f"BuiltinHeadModel(V={self.n_vertices}, F={len(self.faces)}, E={self.n_expression})"
 
@@ -140,3 +155,138 @@ class BuiltinHeadModel:
 def load_builtin() -> BuiltinHeadModel:
     """The shipped builtin model (loaded once, cached)."""
     return BuiltinHeadModel.from_file(ASSET_PATH)
+
+
+# ---------------------------------------------------------------------- whole-head proxy
+PROXY_RINGS = 10  # rings from the face oval to the back of the head
+PROXY_NECK_RINGS = 4
+
+
+@dataclass(frozen=True)
+class HeadProxy:
+    """A closed shell continuing the face mesh's outer boundary (the face oval) over forehead, skull,
+    back of the head and the ears' region, plus a neck stub; in model space, for one subject.
+
+    Vertices are numbered after the face mesh's V: proxy vertex i is mesh vertex V + i.
+    """
+
+    vertices: np.ndarray  # [P, 3] model-space shell (+ neck) vertices at the neutral pose
+    faces: np.ndarray  # [F_p, 3] triangles, indices into the face (< V) and proxy (>= V) vertices
+    face_faces: np.ndarray  # [F, 3] the face mesh's triangles
+    parent: np.ndarray  # [P] oval vertex each shell vertex continues (-1: none, e.g. the neck)
+    follow: np.ndarray  # [P] in [0, 1]: how much a vertex follows its parent's non-rigid motion
+    rigid: np.ndarray  # [V] bool: face vertices that move rigidly with the skull (pose estimate)
+    neutral_face: np.ndarray  # [V, 3] the neutral face the proxy was fitted to
+
+    @property
+    def all_faces(self) -> np.ndarray:  # [F + F_p, 3]
+        return np.concatenate([self.face_faces, self.faces])
+
+
+def _skull(neutral: np.ndarray, oval: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre [3] and radii [3] of the skull ellipsoid, from the face's size (anthropometric ratios:
+    head breadth ~1.1x the face-oval width, length ~1.3x the breadth, skull top ~0.35x the face
+    height above the forehead)."""
+    o = neutral[oval]
+    width, height = np.ptp(o[:, 0]), np.ptp(o[:, 1])
+    rx = 0.55 * width
+    rz = 1.3 * rx
+    top = o[:, 1].max() + 0.35 * height * 0.5
+    cy = o[:, 1].max() - 0.45 * height
+    ry = top - cy
+    cz = neutral[:, 2].max() - 0.25 * rz - rz  # the face's front (nose) a bit in front of the skull
+    return np.array([0.0, cy, cz]), np.array([rx, ry, rz])
+
+
+def build_head_proxy(neutral: np.ndarray,  # [V, 3] model space: the subject's neutral face
+                     faces: np.ndarray,  # [F, 3] the face mesh
+                     jaw_weights: np.ndarray | None = None,  # [V]: 0 = rigid with the skull
+                     ) -> HeadProxy:
+    """Generate the proxy: rings from every face-oval vertex around a skull ellipsoid fitted to the
+    face's size, to the mirror of the oval behind the head (closed by a fan), and a neck stub.
+
+    Each oval vertex's direction u from the skull centre (in ellipsoid units) is swept as
+    (u_x, u_y, u_z (1 - 2t)), t = 0..1, so the forehead's top goes over the skull top, the sides over
+    the ears' region and the chin under the jaw to the nape; the radius blends from the oval vertex's
+    own (t = 0) to the ellipsoid (t >= 0.3) so the shell leaves the face smoothly.
+    """
+    n_face = len(neutral)
+    oval = boundary_loops(np.asarray(faces))[0]
+    centre, radii = _skull(neutral, oval)
+    u = (neutral[oval] - centre) / radii
+    rho0 = np.linalg.norm(u, axis=1)
+    u = u / rho0[:, None]
+    rings, parent, follow = [], [], []
+    for j in range(1, PROXY_RINGS + 1):
+        t = j / PROXY_RINGS
+        d = np.stack([u[:, 0], u[:, 1], u[:, 2] * (1 - 2 * t)], 1)
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        blend = np.clip(t / 0.3, 0, 1) ** 2 * (3 - 2 * np.clip(t / 0.3, 0, 1))
+        rho = rho0 + (1 - rho0) * blend
+        rings.append(centre + radii * d * rho[:, None])
+        parent.append(oval)
+        follow.append(np.full(len(oval), max(0.0, 1 - t / 0.3) ** 2))
+    back = centre + radii * np.array([0.0, u[:, 1].mean(), -1.0]) / np.linalg.norm([0.0, u[:, 1].mean(), -1.0])
+    n = len(oval)
+    idx = [oval] + [n_face + j * n + np.arange(n) for j in range(PROXY_RINGS)]
+    tri = []
+    for a, b in zip(idx[:-1], idx[1:]):  # quads between consecutive rings, as two triangles
+        a2, b2 = np.roll(a, -1), np.roll(b, -1)
+        tri += [np.stack([a, b, a2], 1), np.stack([a2, b, b2], 1)]
+    back_i = n_face + PROXY_RINGS * n
+    last = idx[-1]
+    tri.append(np.stack([last, np.full(n, back_i), np.roll(last, -1)], 1))
+    verts = [*rings, back[None]]
+    parent += [np.array([-1])]
+    follow += [np.zeros(1)]
+    neck_v, neck_f = _neck(centre, radii, back_i + 1)
+    verts.append(neck_v)
+    parent.append(np.full(len(neck_v), -1))
+    follow.append(np.zeros(len(neck_v)))
+    tri.append(neck_f)
+    faces_p = np.concatenate(tri).astype(np.int64)
+    rigid = np.ones(n_face, bool) if jaw_weights is None else np.asarray(jaw_weights) < 1e-3
+    return HeadProxy(np.concatenate(verts), faces_p, np.asarray(faces, np.int64), np.concatenate(parent),
+                     np.concatenate(follow), rigid, np.asarray(neutral, np.float64))
+
+
+def _neck(centre: np.ndarray, radii: np.ndarray, first: int, sides: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """An open tube under the skull (from inside it down to below the chin): vertices and triangles."""
+    ang = np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    r = 0.5 * radii[0]
+    cz = centre[2] - 0.25 * radii[2]
+    ys = np.linspace(centre[1] - 0.3 * radii[1], centre[1] - 1.6 * radii[1], PROXY_NECK_RINGS)
+    v = np.concatenate([np.stack([r * np.sin(ang), np.full(sides, y), cz + r * np.cos(ang)], 1) for y in ys])
+    tri = []
+    for k in range(PROXY_NECK_RINGS - 1):
+        a = first + k * sides + np.arange(sides)
+        b, a2 = a + sides, np.roll(a, -1)
+        b2 = np.roll(b, -1)
+        tri += [np.stack([a, b, a2], 1), np.stack([a2, b, b2], 1)]  # outward (CCW seen from outside)
+    return v, np.concatenate(tri)
+
+
+def pose_head_proxy(proxy: HeadProxy, face: np.ndarray,  # [T, V, 3] posed face vertices
+                    ) -> np.ndarray:  # [T, P, 3] posed proxy vertices
+    """Move the proxy rigidly with the skull (Kabsch from the neutral face to each posed face on
+    the vertices that are rigid with the skull); shell vertices next to the oval also follow their
+    oval vertex's non-rigid motion (so the chin's rings open with the jaw)."""
+    neutral = proxy.neutral_face
+    src, dst = neutral[proxy.rigid], face[:, proxy.rigid]
+    mu_s, mu_d = src.mean(0), dst.mean(1)
+    h = np.einsum("vi,tvj->tij", src - mu_s, dst - mu_d[:, None])
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(np.swapaxes(vt, 1, 2) @ np.swapaxes(u, 1, 2)))
+    fix = np.ones((len(face), 3))
+    fix[:, 2] = d
+    R = np.swapaxes(vt, 1, 2) @ (fix[:, :, None] * np.swapaxes(u, 1, 2))  # [T, 3, 3]
+    t = mu_d - np.einsum("tij,j->ti", R, mu_s)
+
+    def rigid(x):  # [N, 3] -> [T, N, 3]
+        return np.einsum("tij,nj->tni", R, x) + t[:, None]
+    out = rigid(proxy.vertices)
+    has = proxy.parent >= 0
+    residual = face[:, proxy.parent[has]] - rigid(neutral[proxy.parent[has]])
+    out[:, has] += proxy.follow[has, None] * residual
+    return out
+

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse
 
+from liftdata.errors import LiftdataError
+
 __all__ = ["FlameFileError", "read_flame_file", "check_flame_arrays", "read_landmark_embedding",
            "FLAME_KEYS", "EMBEDDING_KEYS"]
 
@@ -39,7 +41,7 @@ _MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"GIF8": "
           b"%PDF": "a PDF document", b"\x1f\x8b": "a gzip archive", b"\x93NUMPY": "a single .npy array"}
 
 
-class FlameFileError(ValueError):
+class FlameFileError(LiftdataError, ValueError):
     """A FLAME model file or landmark embedding that is missing, unreadable or malformed."""
 
 

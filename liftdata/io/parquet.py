@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
@@ -34,7 +33,8 @@ from datasets import Features, Image, List, Value
 from tqdm.auto import tqdm
 
 from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
-from liftdata.io.shards import ShardLog, WriteResult, complete_manifest
+from liftdata.io.shards import DatasetDirError, ShardLog, WriteResult
+from liftdata.io.verify import checked_shards
 
 __all__ = ["FEATURES", "write_parquet", "read_parquet", "sample_to_row", "sample_from_row"]
 
@@ -106,7 +106,8 @@ class _ParquetShard:
 
 def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: str = "liftdata",
                   max_count: int = 1000, max_size: int = 1 << 30, expected_total: int | None = None,
-                  progress: bool = True, start: int = 0) -> WriteResult:
+                  progress: bool = True, start: int = 0,
+                  identity: dict[str, Any] | None = None) -> WriteResult:
     """Stream `samples` into Parquet shards in `out_dir`, with manifest and dataset card.
 
     Same contract as `write_webdataset`: shards of at most `max_count` samples (closed once
@@ -114,7 +115,7 @@ def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: s
     complete shard, flat memory.
     """
     log = ShardLog(out_dir, "parquet", name, "parquet", {"max_count": max_count, "max_size": max_size},
-                   subdir="train")
+                   subdir="train", identity=identity)
     rest = log.skip_done(iter(samples), start)
     if log.complete:
         return log.already_complete(rest)
@@ -143,10 +144,16 @@ def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: s
     return log.finish()
 
 
-def read_parquet(in_dir: str | os.PathLike) -> Iterator[Sample]:
-    """Yield the validated samples of a Parquet dataset written by `write_parquet`, in order."""
-    manifest = complete_manifest(in_dir, "parquet")
-    for shard in manifest["shards"]:
-        for batch in pq.ParquetFile(Path(in_dir) / shard["file"]).iter_batches(batch_size=ROW_GROUP_SIZE):
-            for row in batch.to_pylist():
-                yield sample_from_row(row)
+def read_parquet(in_dir: str | os.PathLike, verify: bool = True) -> Iterator[Sample]:
+    """Yield the validated samples of a Parquet dataset written by `write_parquet`, in order.
+
+    Shards are checked against the manifest as in `read_webdataset` (`verify`: sha256 too).
+    """
+    for shard, _ in checked_shards(in_dir, "parquet", verify):
+        try:
+            batches = pq.ParquetFile(shard).iter_batches(batch_size=ROW_GROUP_SIZE)
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield sample_from_row(row)
+        except (pa.ArrowException, OSError) as e:
+            raise DatasetDirError(f"{shard}: cannot read the Parquet shard ({e})") from None

@@ -33,6 +33,7 @@ import cv2
 import jsonschema
 import numpy as np
 
+from liftdata.errors import LiftdataError
 from liftdata.kinematics import KINEMATIC_FIELDS, Camera, Kinematics, KinematicsError
 
 __all__ = [
@@ -48,7 +49,7 @@ MAP_FIELDS = ("shading", "normal", "mask")
 _CHANNELS = {"image": 3, "shading": 1, "normal": 3, "mask": 1}
 
 
-class SampleError(ValueError):
+class SampleError(LiftdataError, ValueError):
     """An invalid sample; the message names the sample key and the field path."""
 
     def __init__(self, key: Any, path: str, problem: str):

@@ -2,8 +2,10 @@
 
 A write into `out_dir` goes like this:
 
-1. `ShardLog(out_dir, format, name, ext)` checks the directory: empty (or new), or holding an
-   unfinished/finished write of the same format and name. It records the write in the hidden
+1. `ShardLog(out_dir, format, name, ext, settings, identity=)` checks the directory: empty (or
+   new), or holding an unfinished/finished write of the same format, name and identity (the
+   dataset's settings, `Expansion.identity()`: a write with other settings is refused, naming
+   the fields that differ, never mixed in). It records the write in the hidden
    in-progress manifest `.liftdata-progress.json`, removes stale temporary files and shards no
    manifest records.
 2. `skip_done(samples)` consumes the samples already stored in complete shards, checking that
@@ -30,17 +32,19 @@ from typing import Any, Iterator
 
 import yaml
 
+from liftdata.errors import LiftdataError
 from liftdata.io.schema import SCHEMA_VERSION, Sample
 
 __all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state",
-           "dataset_card", "rank_dir", "merge_ranks", "MANIFEST_FILE", "PROGRESS_FILE"]
+           "dataset_card", "rank_dir", "merge_ranks", "recorded_identities", "check_writable", "identity_diff",
+           "MANIFEST_FILE", "PROGRESS_FILE"]
 
 MANIFEST_FILE = "manifest.json"
 PROGRESS_FILE = ".liftdata-progress.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-class DatasetDirError(ValueError):
+class DatasetDirError(LiftdataError, ValueError):
     """An output or input directory that cannot be used; the message names the directory."""
 
 
@@ -85,6 +89,52 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def check_writable(out_dir: str | os.PathLike) -> None:
+    """Raise DatasetDirError unless `out_dir` is (or can be created as) a writable directory."""
+    out_dir = Path(out_dir)
+    parent = out_dir
+    while not parent.exists():
+        if parent.is_symlink():
+            raise DatasetDirError(f"{parent}: cannot write there (a broken symbolic link)")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise DatasetDirError(f"{out_dir}: cannot write there ({parent} is a file, not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise DatasetDirError(f"{out_dir}: cannot write there ({parent} is not writable)")
+
+
+def identity_diff(recorded: dict[str, Any] | None, identity: dict[str, Any] | None, keys: Any = None) -> str | None:
+    """None when the recorded identity matches (on `keys`, default all), else `field: recorded X, now Y; ...`."""
+    if recorded == identity and keys is None:
+        return None
+    if recorded is None or identity is None:
+        return "settings: " + ("none recorded (written by an older liftdata or by hand)" if recorded is None
+                               else "recorded, but this write gives none")
+    keys = sorted(set(recorded) | set(identity)) if keys is None else keys
+    diffs = [f"{k}: recorded {_short(recorded.get(k))}, now {_short(identity.get(k))}" for k in keys
+             if recorded.get(k) != identity.get(k)]
+    return "; ".join(diffs) or None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + "..." + text[-12:]
+
+
+def recorded_identities(dataset_dir: str | os.PathLike) -> list[tuple[Path, dict[str, Any] | None]]:
+    """(directory, recorded identity) of the dataset in `dataset_dir` and of its rank-*-of-N/ parts
+    (finished or not); empty when nothing was written there yet."""
+    dataset_dir = Path(dataset_dir)
+    dirs = [dataset_dir] + (sorted(p for p in dataset_dir.iterdir() if _RANK_RE.match(p.name) and p.is_dir())
+                            if dataset_dir.is_dir() else [])
+    found = []
+    for d in dirs:
+        manifest = read_manifest(d, complete=False)
+        if manifest is not None:
+            found.append((d, manifest.get("config")))
+    return found
 
 
 def read_manifest(out_dir: str | os.PathLike, complete: bool = True) -> dict[str, Any] | None:
@@ -162,7 +212,7 @@ class ShardLog:
     """The complete shards of one write into `out_dir`, mirrored in the in-progress manifest."""
 
     def __init__(self, out_dir: str | os.PathLike, fmt: str, name: str, ext: str, settings: dict[str, Any],
-                 subdir: str = ""):
+                 subdir: str = "", identity: dict[str, Any] | None = None):
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise ValueError(f"name: {name!r} must match [A-Za-z0-9_][A-Za-z0-9_.-]*")
         for key in ("max_count", "max_size"):
@@ -170,6 +220,7 @@ class ShardLog:
                 raise ValueError(f"{key}: must be a positive number, got {settings.get(key)!r}")
         self.out_dir, self.fmt, self.name, self.ext = Path(out_dir), fmt, name, ext
         self.subdir = subdir  # shard files live in out_dir/subdir
+        self.identity = identity
         self._shard_re = re.compile(rf"^{re.escape(name)}-([0-9]{{6}})\.{re.escape(ext)}$")
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +243,11 @@ class ShardLog:
                 f"{self.out_dir}: holds a {manifest.get('format')} dataset named {manifest.get('name')!r} "
                 f"(schema v{manifest.get('schema_version')}); cannot write a {self.fmt} dataset named "
                 f"{self.name!r} (schema v{SCHEMA_VERSION}) into it")
+        else:
+            diff = identity_diff(manifest.get("config"), self.identity)
+            if diff:
+                raise DatasetDirError(f"{self.out_dir}: holds a dataset made with other settings ({diff}); rerun "
+                                      "with the same settings to resume, or start over (--overwrite)")
         self.complete = final is not None
         self.records: list[dict[str, Any]] = list(manifest["shards"])
         self.n_resumed = sum(r["count"] for r in self.records)
@@ -222,7 +278,7 @@ class ShardLog:
             "generator": _generator(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "complete": complete, "n_samples": sum(r["count"] for r in self.records),
             "n_shards": len(self.records), "shards_glob": str(Path(self.subdir) / f"{self.name}-*.{self.ext}"),
-            "settings": self.settings, "shards": self.records,
+            "settings": self.settings, "config": self.identity, "shards": self.records,
         }
 
     def _save_progress(self) -> None:
@@ -341,6 +397,10 @@ def merge_ranks(out_dir: str | os.PathLike, strict: bool = False) -> WriteResult
         return None
     first = parts[0]
     for r, part in enumerate(parts):
+        diff = identity_diff(first.get("config"), part.get("config"))
+        if diff:
+            raise DatasetDirError(f"{out_dir}: {rank_dir(r, world)} was written with other settings than "
+                                  f"{rank_dir(0, world)} ({diff})")
         if (part["format"], part["name"], part["schema_version"]) != (first["format"], first["name"],
                                                                       first["schema_version"]):
             raise DatasetDirError(f"{out_dir}: {rank_dir(r, world)} holds a {part['format']} dataset named "

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from liftdata.capture import Capture, ImageFolderFrames
+from liftdata.errors import LiftdataError
 from liftdata.kinematics import Camera, Kinematics
 
 __all__ = ["export_vhap", "write_vhap", "import_vhap", "VhapError", "SPLITS"]
@@ -40,7 +41,7 @@ _KINEMATIC_OF = {"translation": "translation", "rotation": "rotation", "neck_pos
                  "jaw_pose": "jaw", "eyes_pose": "eyes", "expr": "expression"}
 
 
-class VhapError(ValueError):
+class VhapError(LiftdataError, ValueError):
     """Not a VHAP/GaussianAvatars layout, or not a FLAME capture; the message names the path."""
 
 

@@ -21,7 +21,8 @@ import webdataset as wds
 from tqdm.auto import tqdm
 
 from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
-from liftdata.io.shards import ShardLog, WriteResult, complete_manifest
+from liftdata.io.shards import DatasetDirError, ShardLog, WriteResult
+from liftdata.io.verify import checked_shards
 
 __all__ = ["write_webdataset", "read_webdataset", "sample_to_wds", "sample_from_wds"]
 
@@ -73,17 +74,20 @@ class _TempShards:
 
 def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name: str = "liftdata",
                      max_count: int = 1000, max_size: int = 1 << 30, expected_total: int | None = None,
-                     progress: bool = True, start: int = 0) -> WriteResult:
+                     progress: bool = True, start: int = 0,
+                     identity: dict[str, Any] | None = None) -> WriteResult:
     """Stream `samples` into WebDataset tar shards in `out_dir`, with manifest and dataset card.
 
     Shards hold at most `max_count` samples, and are closed once they reach `max_size` bytes.
     Rerunning an interrupted write with the same stream resumes after the last complete shard
     (samples already stored are consumed from `samples` and their keys checked; or pass
     `start=resume_state(out_dir)` with a stream that begins there). Memory is flat in the
-    number of samples. Raises `SampleError` for an invalid sample, `DatasetDirError` for an
-    unusable directory.
+    number of samples. `identity` (`Expansion.identity()`) is recorded in the manifest; a write
+    into a directory that records another one is refused. Raises `SampleError` for an invalid
+    sample, `DatasetDirError` for an unusable directory.
     """
-    log = ShardLog(out_dir, "webdataset", name, "tar", {"max_count": max_count, "max_size": max_size})
+    log = ShardLog(out_dir, "webdataset", name, "tar", {"max_count": max_count, "max_size": max_size},
+                   identity=identity)
     rest = log.skip_done(iter(samples), start)
     if log.complete:
         return log.already_complete(rest)
@@ -113,11 +117,17 @@ def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name
     return log.finish()
 
 
-def read_webdataset(in_dir: str | os.PathLike) -> Iterator[Sample]:
-    """Yield the validated samples of a WebDataset written by `write_webdataset`, in order."""
-    manifest = complete_manifest(in_dir, "webdataset")
-    urls = [str(Path(in_dir) / s["file"]) for s in manifest["shards"]]
-    if not urls:
-        return
-    for record in wds.WebDataset(urls, shardshuffle=False, empty_check=False):
-        yield sample_from_wds(record)
+def read_webdataset(in_dir: str | os.PathLike, verify: bool = True) -> Iterator[Sample]:
+    """Yield the validated samples of a WebDataset written by `write_webdataset`, in order.
+
+    Every shard is checked against the manifest first (present, recorded size) and, with
+    `verify` (the default), its sha256 just before it is read; a bad shard raises
+    `DatasetDirError` naming it (`liftdata.io.verify`).
+    """
+    for shard, expected in checked_shards(in_dir, "webdataset", verify):
+        count = 0
+        for record in wds.WebDataset(str(shard), shardshuffle=False, empty_check=False):
+            yield sample_from_wds(record)
+            count += 1
+        if count != expected:
+            raise DatasetDirError(f"{shard}: holds {count} samples, the manifest records {expected}")

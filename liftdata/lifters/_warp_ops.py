@@ -8,6 +8,7 @@ coordinates have their centres at integers; a backward map gives, for every outp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,41 +17,60 @@ from liftdata.kinematics import Camera
 from liftdata.head.base import boundary_loops
 from liftdata.samplers.base import smoothstep
 
-__all__ = ["ClosedMesh", "close_holes", "to_camera", "project", "frontality", "rigid_fit", "rotation_angle",
-           "hole_areas", "choose_hole_references", "extend_flow", "extend_flow_slow"]
+__all__ = ["ClosedMesh", "close_holes", "to_camera", "project", "vertex_normals", "frontality", "extend_colours",
+           "fit_shading", "shading_ratio", "rigid_fit", "rotation_angle", "hole_areas", "choose_hole_references",
+           "extend_flow", "extend_flow_slow", "map_jacobian_det"]
 
 
 # ---------------------------------------------------------------------- mesh holes
 @dataclass(frozen=True)
 class ClosedMesh:
-    """The head mesh with each hole (mouth, eyes) closed by a fan around its centroid.
+    """The head mesh with each hole (mouth, eyes) closed by a fan around its centroid, optionally
+    extended by a whole-head proxy (`liftdata.head.builtin.HeadProxy`) beyond its outer rim.
 
-    Vertex layout of a closed mesh: the V open-mesh vertices, then one centre per hole.
+    Vertex layout of a closed mesh: the V open-mesh vertices, one centre per hole, then the P
+    proxy vertices (posed rigidly with the face by `pose_head_proxy`).
     """
 
-    faces: np.ndarray  # [F + sum(len(loop)), 3] mesh triangles, then the fans
+    faces: np.ndarray  # [F + sum(len(loop)) + F_p, 3] mesh triangles, the fans, the proxy's triangles
     loops: tuple[np.ndarray, ...]  # vertex loops of the holes, longest (the mouth on the builtin mesh) first
-    hole_of_face: np.ndarray  # [F'] int: -1 for mesh faces, else the hole index
+    hole_of_face: np.ndarray  # [F'] int: -1 for mesh faces, the hole index for fans, -2 for the proxy
     n_open: int  # V, vertices of the open mesh
+    proxy: Any = None  # HeadProxy or None
 
-    def vertices(self, open_vertices: np.ndarray) -> np.ndarray:  # [N, V, 3] -> [N, V + L, 3]
+    def vertices(self, open_vertices: np.ndarray) -> np.ndarray:  # [N, V, 3] -> [N, V + L (+ P), 3]
         centres = [open_vertices[:, loop].mean(1, keepdims=True) for loop in self.loops]
-        return np.concatenate([open_vertices, *centres], 1)
+        parts = [open_vertices, *centres]
+        if self.proxy is not None:
+            from liftdata.head.builtin import pose_head_proxy
+
+            parts.append(pose_head_proxy(self.proxy, open_vertices))
+        return np.concatenate(parts, 1)
 
     @property
     def hole_faces(self) -> list[np.ndarray]:
         return [self.faces[self.hole_of_face == h] for h in range(len(self.loops))]
 
+    @property
+    def n_core(self) -> int:
+        """Vertices of the face mesh and its hole centres (the proxy's come after)."""
+        return self.n_open + len(self.loops)
 
-def close_holes(faces: np.ndarray, n_vertices: int) -> ClosedMesh:
-    """Fan-triangulate every inner boundary loop (all but the longest loop, the outer rim)."""
+
+def close_holes(faces: np.ndarray, n_vertices: int, proxy: Any = None) -> ClosedMesh:
+    """Fan-triangulate every inner boundary loop (all but the longest loop, the outer rim); append
+    the proxy's triangles (its vertex indices moved past the hole centres) when one is given."""
     loops = tuple(boundary_loops(np.asarray(faces))[1:])
     fans, owner = [np.asarray(faces, np.int64)], [np.full(len(faces), -1)]
     for h, loop in enumerate(loops):
         centre = n_vertices + h
         fans.append(np.stack([loop, np.roll(loop, -1), np.full(len(loop), centre)], 1))
         owner.append(np.full(len(loop), h))
-    return ClosedMesh(np.concatenate(fans), loops, np.concatenate(owner), n_vertices)
+    if proxy is not None:
+        pf = np.asarray(proxy.faces, np.int64)
+        fans.append(np.where(pf >= n_vertices, pf + len(loops), pf))
+        owner.append(np.full(len(pf), -2))
+    return ClosedMesh(np.concatenate(fans), loops, np.concatenate(owner), n_vertices, proxy)
 
 
 # ---------------------------------------------------------------------- per-vertex geometry
@@ -63,15 +83,20 @@ def project(cam_points: np.ndarray, camera: Camera) -> np.ndarray:  # [..., 3] c
     return uv[..., :2]
 
 
-def frontality(cam_points: np.ndarray,  # [N, V, 3] camera space
-               faces: np.ndarray) -> np.ndarray:  # [N, V] in [0, 1]
-    """cos of the angle between each vertex normal and the direction towards the camera (0 if away)."""
+def vertex_normals(cam_points: np.ndarray,  # [N, V, 3]
+                   faces: np.ndarray) -> np.ndarray:  # [N, V, 3] unit, area-weighted, outwards for CCW faces
     a, b, c = (cam_points[:, faces[:, i]] for i in range(3))
     face_n = np.cross(b - a, c - a)
     normals = np.zeros_like(cam_points)
     for i in range(3):
         np.add.at(normals, (slice(None), faces[:, i]), face_n)
-    normals /= np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-20
+    return normals / (np.linalg.norm(normals, axis=-1, keepdims=True) + 1e-20)
+
+
+def frontality(cam_points: np.ndarray,  # [N, V, 3] camera space
+               faces: np.ndarray) -> np.ndarray:  # [N, V] in [0, 1]
+    """cos of the angle between each vertex normal and the direction towards the camera (0 if away)."""
+    normals = vertex_normals(cam_points, faces)
     to_camera_dir = -cam_points / np.linalg.norm(cam_points, axis=-1, keepdims=True)
     return np.clip((normals * to_camera_dir).sum(-1), 0, 1)
 
@@ -127,6 +152,60 @@ def choose_hole_references(ref_areas: np.ndarray,  # [K, L]
     return np.where(best_ratio < np.log(min_ratio), -1, best)
 
 
+# ---------------------------------------------------------------------- texture
+def extend_colours(image: np.ndarray,  # [H, W, 3] float32
+                   mask: np.ndarray,  # [H, W] bool: pixels to keep
+                   sigmas: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)) -> np.ndarray:  # [H, W, 3] float32
+    """The image with every pixel outside `mask` replaced by the masked colours around it
+    (normalized convolution at growing scales), so that bilinear samples near a silhouette do
+    not blend in the background."""
+    out, filled = image.astype(np.float32).copy(), mask.copy()
+    for sigma in sigmas:
+        f = filled.astype(np.float32)
+        num = cv2.GaussianBlur(out * f[..., None], (0, 0), sigma)
+        den = cv2.GaussianBlur(f, (0, 0), sigma)
+        new = ~filled & (den > 1e-3)
+        out[new] = num[new] / den[new, None]
+        filled |= new
+    return out
+
+
+# ---------------------------------------------------------------------- shading
+def fit_shading(image: np.ndarray,  # [H, W, 3] float in [0, 1]
+                normals: np.ndarray,  # [H, W, 3] camera-space unit normals
+                mask: np.ndarray,  # [H, W] bool: pixels to fit on (skin of the head mesh)
+                iterations: int = 3) -> np.ndarray:  # [4, 3]
+    """First-order spherical-harmonic shading per channel: image ~ [1, n] @ beta, by robust least squares.
+
+    With a light fixed in camera space and a roughly uniform albedo, beta holds albedo x lighting;
+    `shading_ratio` uses it to relight a surface point seen with another normal. Later iterations
+    drop pixels whose residual exceeds 2.5 x the median (lips, brows, eyes: other albedos).
+    """
+    design = np.concatenate([np.ones((int(mask.sum()), 1)), normals[mask]], 1)
+    target = image[mask].astype(np.float64)
+    keep = np.ones(len(target), bool)
+    beta = np.zeros((4, 3))
+    if len(target) < 16:
+        return beta
+    for _ in range(iterations):
+        beta = np.linalg.lstsq(design[keep], target[keep], rcond=None)[0]
+        res = np.abs(design @ beta - target).sum(-1)
+        keep = res <= 2.5 * np.median(res[keep]) + 1e-9
+    return beta
+
+
+def shading_ratio(beta: np.ndarray,  # [4, 3] from `fit_shading`
+                  to_normals: np.ndarray,  # [..., 3]
+                  from_normals: np.ndarray,  # [..., 3]
+                  limits: tuple[float, float] = (0.5, 2.0)) -> np.ndarray:  # [..., 3]
+    """Per-channel factor that relights a colour seen under `from_normals` to `to_normals`."""
+    def shade(n):
+        return beta[0] + n @ beta[1:]
+    num, den = shade(to_normals), shade(from_normals)
+    ratio = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 1.0)
+    return np.clip(ratio, *limits)
+
+
 # ---------------------------------------------------------------------- flow outside the face
 def _affine_fit(pixels: np.ndarray, disp: np.ndarray) -> np.ndarray:  # [N, 2], [N, 2] -> [3, 2]
     step = max(1, len(pixels) // 4000)
@@ -164,6 +243,14 @@ def extend_flow(exact: np.ndarray,  # [H, W, 2] displacement, valid on `face`
     out = a_head * affine + a_res * num / np.maximum(den, 1e-6)
     out[face] = exact[face]
     return out.astype(np.float32)
+
+
+def map_jacobian_det(disp: np.ndarray) -> np.ndarray:  # [H, W, 2] displacement -> [H, W]
+    """det of the Jacobian of the backward map p -> p + disp(p) (central differences): 1 = area kept,
+    > 1 stretched (one output pixel reads a larger source area), <= 0 folded."""
+    dx_dy, dx_dx = np.gradient(disp[..., 0].astype(np.float64))  # np.gradient: d/d(row), d/d(column)
+    dy_dy, dy_dx = np.gradient(disp[..., 1].astype(np.float64))
+    return (1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx
 
 
 def extend_flow_slow(exact: np.ndarray, rigid: np.ndarray, face: np.ndarray,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from liftdata.errors import LiftdataError
 from liftdata.kinematics import Camera
 
 __all__ = ["Fragments", "RenderError", "EGLUnavailableError", "rasterize", "interpolate",
@@ -36,11 +37,11 @@ BACKENDS = ("auto", "moderngl", "torch")
 Cameras = Union[Camera, Sequence[Camera]]
 
 
-class RenderError(ValueError):
+class RenderError(LiftdataError, ValueError):
     """Bad input to a render function; the message names the argument and what is wrong."""
 
 
-class EGLUnavailableError(RuntimeError):
+class EGLUnavailableError(LiftdataError, RuntimeError):
     """backend="moderngl" was requested but no headless EGL OpenGL context could be created."""
 
 

@@ -21,12 +21,13 @@ from liftdata.samplers.compose import Concat, Filtered, Mix, Product, Take, mix
 from liftdata.samplers.coverage import CoverageReport, coverage, gather_kinematics, plot_coverage, yaw_pitch_roll
 from liftdata.samplers.expression import DEFAULT_TARGETS, ExpressionInterpolation, ExtremeExpressionMining
 from liftdata.samplers.plan import Clip, Plan, PlanError, RepeatedClipsWarning
-from liftdata.samplers.pose import PoseSweep
+from liftdata.samplers.pose import DEFAULT_SUPPORT_DEG, PoseSupportWarning, PoseSweep
 from liftdata.samplers.references import ReferencePolicy, select_references
 
 __all__ = [
     "Sampler", "LeafSampler", "Plan", "Clip", "PlanError", "RepeatedClipsWarning",
-    "ExpressionInterpolation", "ExtremeExpressionMining", "PoseSweep", "DEFAULT_TARGETS",
+    "ExpressionInterpolation", "ExtremeExpressionMining", "PoseSweep", "DEFAULT_TARGETS", "DEFAULT_SUPPORT_DEG",
+    "PoseSupportWarning",
     "Concat", "Mix", "Product", "Filtered", "Take", "mix",
     "ReferencePolicy", "select_references", "CoverageReport", "coverage", "gather_kinematics",
     "plot_coverage", "yaw_pitch_roll", "clip_lengths", "smoothstep",
@@ -52,7 +53,12 @@ def mine_extremes(clip_length: int = 21, targets: Sequence[str | Sequence[str]] 
     return ExtremeExpressionMining(clip_length=clip_length, targets=targets, strength=strength, **kwargs)
 
 
-def pose_sweep(yaw: tuple[float, float] = (-40.0, 40.0), pitch: tuple[float, float] = (-15.0, 15.0),
-               roll: tuple[float, float] = (0.0, 0.0), clip_length: int = 21, **kwargs: Any) -> PoseSweep:
-    """`PoseSweep` over yaw/pitch/roll ranges in degrees (yaw about +y, model space)."""
-    return PoseSweep(yaw=yaw, pitch=pitch, roll=roll, clip_length=clip_length, **kwargs)
+def pose_sweep(yaw: tuple[float, float] | None = None, pitch: tuple[float, float] | None = None,
+               roll: tuple[float, float] | None = None, clip_length: int = 21,
+               support_deg: float | None = DEFAULT_SUPPORT_DEG, **kwargs: Any) -> PoseSweep:
+    """`PoseSweep` over yaw/pitch/roll ranges in degrees (yaw about +y, model space).
+
+    Without ranges: (-40, 40) / (-15, 15) / (0, 0), pulled back to `support_deg` from the nearest
+    capture pose; explicit ranges are kept as given (a `PoseSupportWarning` if beyond the support)
+    unless `clip_to_support=True` (pass it for a default sampler's own ranges)."""
+    return PoseSweep(yaw=yaw, pitch=pitch, roll=roll, clip_length=clip_length, support_deg=support_deg, **kwargs)

@@ -165,6 +165,11 @@ class LeafSampler(Sampler):
         """n_clips full-length [clip_length] driving kinematics."""
         raise NotImplementedError
 
+    def _clips_with_notes(self, ctx: Context, n_clips: int, rng: np.random.Generator
+                          ) -> list[tuple[Kinematics, Callable[[int], dict[str, Any]]]]:
+        """`_clips`, each with a function giving extra provenance for its first m frames (none here)."""
+        return [(k, lambda m: {}) for k in self._clips(ctx, n_clips, rng)]
+
     def check_capture(self, ctx: Context) -> None:
         """Raise PlanError if this sampler cannot plan from the capture at all."""
 
@@ -203,9 +208,9 @@ class LeafSampler(Sampler):
                           RepeatedClipsWarning, stacklevel=4)
         rng = np.random.default_rng(seed)
         refs = self.references.prepare(ctx.observed, rng)
-        trajectories = self._clips(ctx, len(lengths), rng) if lengths else []
+        trajectories = self._clips_with_notes(ctx, len(lengths), rng) if lengths else []
         prov = {"sampler": self.name, "params": self.params(), "seed": seed}
-        clips = tuple(Clip(k[:m], refs(k[:m]), prov) for k, m in zip(trajectories, lengths))
+        clips = tuple(Clip(k[:m], refs(k[:m]), {**prov, **notes(m)}) for (k, notes), m in zip(trajectories, lengths))
         return Plan(clips, ctx.lower, ctx.upper)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from liftdata.errors import LiftdataError
 from liftdata.kinematics import Kinematics
 
 __all__ = ["Clip", "Plan", "PlanError", "RepeatedClipsWarning"]
@@ -30,7 +31,7 @@ PLAN_FORMAT = "liftdata.plan"
 PLAN_VERSION = 1
 
 
-class PlanError(ValueError):
+class PlanError(LiftdataError, ValueError):
     """An invalid plan, or a sampler that cannot make the plan asked for; the message says which."""
 
 
@@ -197,9 +198,35 @@ class Plan:
     def equals(self, other: Plan) -> bool:
         return len(self.clips) == len(other.clips) and all(a.equals(b) for a, b in zip(self.clips, other.clips))
 
+    def summary(self) -> str:
+        """Human-readable lines: frames per sampler and what the pose support did (see `PoseSweep`)."""
+        frames: dict[str, int] = {}
+        for c in self.clips:
+            frames[c.provenance.get("sampler", "?")] = frames.get(c.provenance.get("sampler", "?"), 0) + len(c)
+        lines = [f"{self.n} frames in {len(self.clips)} clips: "
+                 + ", ".join(f"{name} {count}" for name, count in sorted(frames.items()))]
+        notes = [s for c in self.clips for s in _find(c.provenance, "support")]
+        if notes:
+            degs = sorted({s["support_deg"] for s in notes})
+            clipped, beyond = sum(s["clipped"] for s in notes), sum(s["beyond"] for s in notes)
+            line = (f"pose support {'/'.join(f'{d:g}' for d in degs)} deg from the nearest capture pose: "
+                    f"{clipped} frames pulled back onto it")
+            if beyond:
+                line += f", {beyond} frames BEYOND it (explicit ranges)"
+            lines.append(line + f"; farthest planned pose {max(s['max_distance_deg'] for s in notes):.1f} deg")
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         names = sorted({c.provenance.get("sampler", "?") for c in self.clips})
         return f"Plan(clips={len(self.clips)}, n={self.n}, samplers={names})"
+
+
+def _find(tree: Any, key: str) -> list[Any]:
+    """Every value stored under `key` in nested provenance dicts."""
+    if not isinstance(tree, Mapping):
+        return []
+    found = [tree[key]] if key in tree else []
+    return found + [v for sub in tree.values() for v in _find(sub, key)]
 
 
 def concat_plans(plans: Sequence[Plan]) -> Plan:

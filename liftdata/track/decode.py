@@ -19,13 +19,16 @@ import cv2
 import numpy as np
 
 from liftdata.capture import ImageFolderFrames
+from liftdata.errors import LiftdataError
 
 __all__ = ["TrackingError", "VideoFrames", "read_video", "read_images", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: a video may decode a few frames fewer than its container's (estimated) count; more missing means damage
+MISSING_FRAMES_TOLERANCE = 0.02
 
 
-class TrackingError(ValueError):
+class TrackingError(LiftdataError, ValueError):
     """Input that cannot be tracked (unreadable video, no images, no face); names the input."""
 
 
@@ -87,11 +90,12 @@ def _upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
 
 
-def _decode_pyav(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float]:
+def _decode_pyav(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float, int, int]:
+    """(kept frames, frame rate, frames decoded, frames the container claims (0: unknown))."""
     import av
 
     frames: list[np.ndarray] = []
-    rate = 25.0
+    rate, decoded, claimed = 25.0, 0, 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -99,7 +103,11 @@ def _decode_pyav(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float]
             stream = container.streams.video[0]
             rate = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 25)
             legacy = int(stream.metadata.get("rotate", 0) or 0)  # old ffmpeg tag: degrees clockwise
+            claimed = int(stream.frames or 0)
+            if not claimed and stream.duration and stream.time_base:
+                claimed = int(round(float(stream.duration * stream.time_base) * rate))
             for i, frame in enumerate(container.decode(stream)):
+                decoded = i + 1
                 if keep(i, float(frame.time) if frame.time is not None else i / rate):
                     rotation = frame.rotation if frame.rotation else -legacy
                     frames.append(_upright(frame.to_ndarray(format="rgb24"), rotation))
@@ -108,22 +116,23 @@ def _decode_pyav(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float]
     except av.error.FFmpegError as e:
         if not frames:
             raise TrackingError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
-        # a damaged tail: keep the frames decoded before it
-    return frames, rate
+        # a damaged tail: read_video compares what decoded with what the container claims
+    return frames, rate, decoded, claimed
 
 
-def _decode_opencv(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float]:
+def _decode_opencv(path: Path, keep: _Selection) -> tuple[list[np.ndarray], float, int, int]:
     cap = cv2.VideoCapture(str(path))  # applies the rotation metadata (CAP_PROP_ORIENTATION_AUTO)
     if not cap.isOpened():
         raise TrackingError(f"{path}: cannot open video (not a video file or unsupported codec)")
     rate = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    claimed = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
     frames, i = [], 0
     while not keep.full and cap.grab():
         if keep(i, i / rate):
             frames.append(cv2.cvtColor(cap.retrieve()[1], cv2.COLOR_BGR2RGB))
         i += 1
     cap.release()
-    return frames, float(rate)
+    return frames, float(rate), i, claimed
 
 
 def read_video(path: str | os.PathLike, fps: float | None = None, stride: int = 1,
@@ -153,9 +162,13 @@ def read_video(path: str | os.PathLike, fps: float | None = None, stride: int = 
         except ImportError:
             backend = "opencv"
     keep = _Selection(fps, stride, max_frames)
-    frames, rate = (_decode_pyav if backend == "pyav" else _decode_opencv)(path, keep)
+    frames, rate, decoded, claimed = (_decode_pyav if backend == "pyav" else _decode_opencv)(path, keep)
     if not frames:
         raise TrackingError(f"{path}: no decodable video frames (corrupt, truncated or not a video)")
+    if not keep.full and claimed and decoded < claimed - max(2, MISSING_FRAMES_TOLERANCE * claimed):
+        raise TrackingError(f"{path}: damaged or truncated video: decoded {decoded} of the {claimed} frames the "
+                            f"container claims; re-encode or re-copy it, or use --max-frames to take only frames "
+                            f"that decode")
     out_fps = (min(fps, rate) if fps is not None else rate) / stride
     return VideoFrames(frames, out_fps, path, np.asarray(keep.kept, np.int64))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -12,11 +13,15 @@ import torch
 
 from liftdata.capture import Capture
 from liftdata.head.base import HeadModel
-from liftdata.track.decode import read_images, read_video
+from liftdata.track.decode import TrackingError, read_images, read_video
 from liftdata.track.fit import FitConfig, fit_landmarks
-from liftdata.track.landmarks import detect_landmarks
+from liftdata.track.landmarks import Landmarks, detect_landmarks
+from liftdata.track.segment import SegmentConfig, segment_video
 
-__all__ = ["track_video", "track_images", "track_frames", "overlay"]
+__all__ = ["track_video", "track_images", "track_frames", "overlay", "SubsetFrames", "face_size_px",
+           "MIN_FACE_PX"]
+
+MIN_FACE_PX = 64  #: faces narrower than this (median, pixels) are refused by `track_video` / `track_images`
 
 
 def _head_model(head_model: str | HeadModel) -> HeadModel:
@@ -30,23 +35,84 @@ def _head_model(head_model: str | HeadModel) -> HeadModel:
     return head_model
 
 
+class SubsetFrames:
+    """Frames `indices` of another frame source, in order (`len`, getitem)."""
+
+    def __init__(self, source, indices: np.ndarray):
+        self.source, self.indices = source, np.asarray(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.source[int(self.indices[index])]
+
+
+def face_size_px(lmk: Landmarks, frames: np.ndarray | None = None) -> float:
+    """Median width of the face mesh's bounding box in pixels over the frames with a face."""
+    sel = np.arange(len(lmk.found)) if frames is None else np.asarray(frames)
+    pts = lmk.points[sel[lmk.found[sel]], :468]
+    return float(np.median(np.ptp(pts[..., 0], axis=1))) if len(pts) else 0.0
+
+
+def _subset(lmk: Landmarks, keep: np.ndarray) -> Landmarks:
+    return Landmarks(lmk.points[keep], lmk.depth[keep], lmk.found[keep], lmk.width, lmk.height)
+
+
 def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: bool = False, fps: float = 25.0,
-                 name: str = "frames", config: FitConfig | None = None, progress: bool = True) -> Capture:
-    """Track a frame source (len + getitem -> RGB uint8 [H, W, 3]) into a `Capture`."""
+                 name: str = "frames", config: FitConfig | None = None, progress: bool = True,
+                 segment: SegmentConfig | bool | None = None, subject: int = 0,
+                 min_face_px: float | None = None) -> Capture:
+    """Track a frame source (len + getitem -> RGB uint8 [H, W, 3]) into a `Capture`.
+
+    Args:
+        segment: split the frames into shots and subjects and keep one subject (`segment_video`);
+            a `SegmentConfig`, True, False, or None: True for videos, False for `static` images.
+        subject: the subject to keep (0 = the one with most frames; see `Segments`).
+        min_face_px: raise `TrackingError` when the kept face is narrower (median, pixels).
+    The capture holds the kept frames only; `extra["tracking"]["source_frames"]` maps them to
+    the input, `extra["segments"]` says what was dropped. Temporal terms of the fit never cross a
+    shot cut or a change of face.
+    """
     model = _head_model(head_model)
     lmk = detect_landmarks((frames[i] for i in range(len(frames))), len(frames), static=static, name=name,
                            progress=progress)
-    fit = fit_landmarks(lmk, model, config, progress=progress)
+    keep, starts, extra = np.arange(len(frames)), None, {}
+    if segment is None:
+        segment = not static
+    if segment:
+        seg = segment_video(frames, lmk, segment if isinstance(segment, SegmentConfig) else None)
+        if not 0 <= subject < seg.n_subjects:
+            raise TrackingError(f"{name}: subject {subject} does not exist; the video has {seg.n_subjects} "
+                                f"subject(s): {seg.summary()['frames']} frames, {len(seg.cuts)} shot cut(s)")
+        keep = seg.frames_of(subject)
+        starts = seg.starts[keep]
+        starts[1:] |= np.diff(keep) != 1  # dropped frames in between: the kept neighbours are not adjacent
+        extra["segments"] = seg.to_dict(subject)
+        if progress:
+            print(f"{name}: {seg.describe(subject)}", file=sys.stderr)
+    if min_face_px is not None and (size := face_size_px(lmk, keep)) < min_face_px:
+        raise TrackingError(f"{name}: the face is {size:.0f} px across (median); tracking needs at least "
+                            f"{min_face_px:.0f} px: use a sharper/closer video")
+    sub = _subset(lmk, keep)
+    fit = fit_landmarks(sub, model, config, progress=progress, starts=starts)
     stem = Path(name).stem or "capture"
-    return Capture(frames=frames, kinematics=fit.kinematics, camera=fit.camera, identity=fit.identity,
-                   head_model=model, capture_id=stem, subject_id=stem, fps=float(fps),
-                   landmark_residual=fit.residual, face_found=lmk.found,
-                   extra={"tracking": {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478"}})
+    kept = frames if len(keep) == len(frames) else SubsetFrames(frames, keep)
+    tracking = {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478"}
+    if len(keep) < len(frames):
+        tracking["source_frames"] = keep.tolist()
+    if starts is not None and starts.any():
+        tracking["segment_starts"] = np.flatnonzero(starts).tolist()  # no temporal link to the frame before
+    return Capture(frames=kept, kinematics=fit.kinematics, camera=fit.camera, identity=fit.identity,
+                   head_model=model, capture_id=stem, subject_id=stem if subject == 0 else f"{stem}-{subject}",
+                   fps=float(fps), landmark_residual=fit.residual, face_found=sub.found,
+                   extra={"tracking": tracking, **extra})
 
 
 def track_video(path: str | os.PathLike, head_model: str | HeadModel = "builtin", fps: float | None = None,
                 stride: int = 1, max_frames: int | None = None, progress: bool = True,
-                config: FitConfig | None = None) -> Capture:
+                config: FitConfig | None = None, subject: int = 0, segment: SegmentConfig | bool = True,
+                min_face_px: float | None = MIN_FACE_PX) -> Capture:
     """Track a monocular video into a `Capture` (see `liftdata.track` for the pipeline).
 
     Args:
@@ -55,24 +121,29 @@ def track_video(path: str | os.PathLike, head_model: str | HeadModel = "builtin"
             `FlameHeadModel.from_file(model_path, landmark_embedding=...)` (the embedding maps
             its landmarks to mediapipe ids).
         fps, stride, max_frames: frame selection (see `read_video`).
+        subject, segment, min_face_px: see `track_frames` (one subject is kept: by default the one
+            with most frames).
     Returns:
-        A `Capture` whose `face_found` flags frames without a detected face (their kinematics
-        are interpolated) and whose `landmark_residual` is the mean landmark error in pixels.
+        A `Capture` of the kept subject's frames, whose `face_found` flags frames without a
+        detected face (their kinematics are interpolated) and whose `landmark_residual` is the
+        mean landmark error in pixels.
     """
     frames = read_video(path, fps=fps, stride=stride, max_frames=max_frames)
     return track_frames(frames, head_model, static=False, fps=frames.fps, name=str(path), config=config,
-                        progress=progress)
+                        progress=progress, segment=segment, subject=subject, min_face_px=min_face_px)
 
 
 def track_images(paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: str | HeadModel = "builtin",
-                 progress: bool = True, config: FitConfig | None = None) -> Capture:
+                 progress: bool = True, config: FitConfig | None = None,
+                 min_face_px: float | None = MIN_FACE_PX) -> Capture:
     """Track a folder of images, a list of image files or one image (static landmark mode).
 
     The images are treated as frames of one subject under one camera (same size), in order.
     """
     frames = read_images(paths)
     name = str(paths) if isinstance(paths, (str, os.PathLike)) else str(frames.paths[0].parent)
-    return track_frames(frames, head_model, static=True, fps=25.0, name=name, config=config, progress=progress)
+    return track_frames(frames, head_model, static=True, fps=25.0, name=name, config=config, progress=progress,
+                        min_face_px=min_face_px)
 
 
 def overlay(capture: Capture, path: str | os.PathLike | None = None, frames: Sequence[int] | None = None,

@@ -4,12 +4,18 @@ Turns `References` / `Conditions` (numpy images, maps dict, `Kinematics`) into t
 tensors: maps [N, 4, H, W] = shading + normal, coefficients [N, C] = expression, jaw, neck, eyes,
 rotation, translation. Frame sizes that are not multiples of 16 are resized for the model and
 back; clips whose length is not 4n + 1 are padded with their last driving frame and cropped.
+
+Checkpoints trained with warp guidance get the warp lifter's frames and confidence
+(`guidance.warp_guidance`), and by default their output is blended with the warp by that
+confidence (`warp_blend`). With a frame-wise autoencoder (temporal factor 1) the clip is lifted
+`clip_frames` frames per pipeline call (default: the `num_frames` the checkpoint was trained on,
+from its `training_config.json`), each call with the same seed.
 """
 
 from __future__ import annotations
 
+import json
 import os
-
 from pathlib import Path
 
 import cv2
@@ -53,11 +59,14 @@ class LiftAvatarLifter:
     name = "liftavatar"
     version = "1"
 
-    def __init__(self, pipeline: LiftAvatarPipeline, num_inference_steps: int = 30, guidance_scale: float = 1.0):
+    def __init__(self, pipeline: LiftAvatarPipeline, num_inference_steps: int = 30, guidance_scale: float = 1.0,
+                 warp_blend: bool = True, clip_frames: int | None = None):
         self.pipeline = pipeline
         pipeline.set_progress_bar_config(leave=False)  # per-clip step bars under expand's own bar
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
+        self.warp_blend = warp_blend
+        self.clip_frames = clip_frames
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto",
@@ -74,6 +83,9 @@ class LiftAvatarLifter:
             if torch_dtype not in DTYPES:
                 raise ValueError(f"torch_dtype: expected one of {sorted(DTYPES)}, got {torch_dtype!r}")
             torch_dtype = DTYPES[torch_dtype]
+        trained = Path(path) / "training_config.json"
+        if "clip_frames" not in options and trained.is_file():
+            options["clip_frames"] = json.loads(trained.read_text()).get("num_frames")
         return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype).to(device), **options)
 
     def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:
@@ -93,14 +105,24 @@ class LiftAvatarLifter:
         pad = lambda x: torch.cat([x, x[-1:].expand(padded - n, *x.shape[1:])])  # noqa: E731
 
         images = torch.from_numpy(np.asarray(references.images)).permute(0, 3, 1, 2).float() / 255
-        out = self.pipeline(
-            references=_resize(images, size),
-            reference_maps=_resize(pack_maps(references.conditions.maps), size),
-            reference_coefficients=pack_coefficients(references.conditions.kinematics),
-            driving_maps=pad(_resize(pack_maps(driving.maps), size)),
-            driving_coefficients=pad(pack_coefficients(driving.kinematics)),
+        inputs = dict(references=_resize(images, size),
+                      reference_maps=_resize(pack_maps(references.conditions.maps), size),
+                      reference_coefficients=pack_coefficients(references.conditions.kinematics),
+                      driving_maps=pad(_resize(pack_maps(driving.maps), size)),
+                      driving_coefficients=pad(pack_coefficients(driving.kinematics)))
+        if self.pipeline.transformer.config.warp_guidance:
+            from liftdata.lifters.liftavatar.guidance import warp_guidance
+
+            warped, confidence = warp_guidance(references, driving)
+            inputs.update(warp_frames=pad(_resize(torch.from_numpy(warped).permute(0, 3, 1, 2).float() / 255, size)),
+                          warp_confidence=pad(_resize(torch.from_numpy(confidence)[:, None].float(), size)))
+        chunk = self.clip_frames if factor == 1 and self.clip_frames else padded
+        driving_keys = ("driving_maps", "driving_coefficients", "warp_frames", "warp_confidence")
+        out = np.concatenate([self.pipeline(
+            **{k: (v[s:s + chunk] if k in driving_keys else v) for k, v in inputs.items()},
+            warp_blend=self.warp_blend and "warp_frames" in inputs,
             num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-            generator=torch.Generator().manual_seed(seed)).frames[:n]
+            generator=torch.Generator().manual_seed(seed)).frames for s in range(0, padded, chunk)])[:n]
         frames = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
         if (height, width) != size:
             frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])

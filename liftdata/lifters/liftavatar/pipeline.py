@@ -7,6 +7,13 @@ Images and maps are float tensors in [0, 1], channels first: references [K, 3, H
 [N, 4, H, W] (shading, then the normal map 0.5 n + 0.5); coefficients [N, C]. The number of
 driving frames F must be 4n + 1 (Wan's VAE compresses time causally: (F - 1) / 4 + 1 latent frames).
 
+Warp guidance (optional, for transformers built with `warp_guidance`): the warp lifter's frames
+[F, 3, H, W] and per-pixel confidence [F, 1, H, W] enter as extra driving inputs; with
+`warp_blend` the decoded frames are blended with the warp frames by the confidence
+(out = c * warp + (1 - c) * decoded): exact where geometry knows, generated where it cannot.
+
+The autoencoder is Wan's `AutoencoderKLWan` or the exact `PixelSpaceAutoencoder` (pixel.py).
+
 `from_pretrained` reads our own saved pipelines and base Wan2.1-T2V diffusers checkpoints
 (`transformer/`, `vae/`, `scheduler/`, optional `text_encoder/` + `tokenizer/`); from the latter
 the empty prompt is encoded once and cached in the transformer, then umT5 is dropped.
@@ -26,7 +33,8 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel, cast_model
+from liftdata.lifters.liftavatar.pixel import PixelSpaceAutoencoder
+from liftdata.lifters.liftavatar.transformer import LiftAvatarTransformer3DModel, cast_model, confidence_to_latent
 
 __all__ = ["LiftAvatarPipeline", "LiftAvatarPipelineOutput", "normalize_latents", "denormalize_latents",
            "encode_frames", "empty_prompt_embedding"]
@@ -89,7 +97,7 @@ class LiftAvatarPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "transformer->vae"
 
-    def __init__(self, transformer: LiftAvatarTransformer3DModel, vae: AutoencoderKLWan,
+    def __init__(self, transformer: LiftAvatarTransformer3DModel, vae: AutoencoderKLWan | PixelSpaceAutoencoder,
                  scheduler: FlowMatchEulerDiscreteScheduler):
         super().__init__()
         self.register_modules(transformer=transformer, vae=vae, scheduler=scheduler)
@@ -121,7 +129,9 @@ class LiftAvatarPipeline(DiffusionPipeline):
                                                                 **transformer_config)
         else:
             raise ValueError(f"{config_file}: unsupported transformer class {class_name!r}")
-        vae = AutoencoderKLWan.from_pretrained(path / "vae")
+        vae_class = json.loads((path / "vae" / "config.json").read_text())["_class_name"]
+        vae = (PixelSpaceAutoencoder if vae_class == PixelSpaceAutoencoder.__name__ else AutoencoderKLWan
+               ).from_pretrained(path / "vae")
         scheduler = _load_scheduler(path / "scheduler")
         if torch_dtype is not None:
             transformer = cast_model(transformer, torch_dtype)
@@ -132,7 +142,7 @@ class LiftAvatarPipeline(DiffusionPipeline):
 
     # ------------------------------------------------------------------ steps
     def check_inputs(self, references, reference_maps, reference_coefficients, driving_maps,
-                     driving_coefficients) -> None:
+                     driving_coefficients, warp_frames=None, warp_confidence=None) -> None:
         k, n = len(references), len(driving_maps)
         if references.ndim != 4 or references.shape[1] != 3:
             raise ValueError(f"references: expected [K, 3, H, W], got {list(references.shape)}")
@@ -141,13 +151,20 @@ class LiftAvatarPipeline(DiffusionPipeline):
                              f"{len(reference_maps)} / {len(reference_coefficients)}")
         if len(driving_coefficients) != n:
             raise ValueError(f"driving_coefficients: expected {n} frames, got {len(driving_coefficients)}")
-        if n % self.temporal_factor != 1:
+        if (n - 1) % self.temporal_factor:
             raise ValueError(f"driving_maps: the frame count must be {self.temporal_factor}n + 1, got {n}")
         size = self.spatial_factor * self.transformer.config.patch_size[1]
         h, w = driving_maps.shape[-2:]
         if h % size or w % size or references.shape[-2:] != (h, w):
             raise ValueError(f"references / driving_maps: sizes must match and be multiples of {size}, "
                              f"got {list(references.shape[-2:])} and {[h, w]}")
+        guided = self.transformer.config.warp_guidance
+        if guided != (warp_frames is not None) or (warp_frames is None) != (warp_confidence is None):
+            raise ValueError(f"warp_frames / warp_confidence: the transformer {'needs' if guided else 'takes no'} "
+                             "warp guidance; pass both or neither accordingly")
+        if warp_frames is not None and (warp_frames.shape != (n, 3, h, w) or warp_confidence.shape != (n, 1, h, w)):
+            raise ValueError(f"warp_frames / warp_confidence: expected [{n}, 3|1, {h}, {w}], got "
+                             f"{list(warp_frames.shape)} / {list(warp_confidence.shape)}")
 
     def prepare_latents(self, n_frames: int, height: int, width: int, generator: torch.Generator | None,
                         dtype: torch.dtype) -> torch.Tensor:
@@ -167,13 +184,17 @@ class LiftAvatarPipeline(DiffusionPipeline):
                  reference_coefficients: torch.Tensor,  # [K, C]
                  driving_maps: torch.Tensor,  # [F, 4, H, W] in [0, 1], F = 4n + 1
                  driving_coefficients: torch.Tensor,  # [F, C]
+                 warp_frames: torch.Tensor | None = None,  # [F, 3, H, W] in [0, 1]
+                 warp_confidence: torch.Tensor | None = None,  # [F, 1, H, W] in [0, 1]
+                 warp_blend: bool = False,
                  num_inference_steps: int = 30,
                  guidance_scale: float = 1.0,
                  generator: torch.Generator | None = None,
                  output_type: str = "np",
                  ) -> LiftAvatarPipelineOutput:
         # 1. Check inputs.
-        self.check_inputs(references, reference_maps, reference_coefficients, driving_maps, driving_coefficients)
+        self.check_inputs(references, reference_maps, reference_coefficients, driving_maps, driving_coefficients,
+                          warp_frames, warp_confidence)
         device, dtype = self._execution_device, self.transformer.dtype
         video = lambda x: x.permute(1, 0, 2, 3)[None].to(device, dtype) * 2 - 1  # noqa: E731  [1, C, T, H, W]
 
@@ -182,6 +203,10 @@ class LiftAvatarPipeline(DiffusionPipeline):
         cond = dict(reference_latents=ref_latents, reference_maps=video(reference_maps),
                     reference_coefficients=reference_coefficients[None].to(device, dtype),
                     driving_maps=video(driving_maps), driving_coefficients=driving_coefficients[None].to(device, dtype))
+        if warp_frames is not None:
+            warp_latents = encode_frames(self.vae, warp_frames.permute(1, 0, 2, 3)[None]).to(dtype)
+            cond.update(warp_latents=warp_latents, warp_confidence=confidence_to_latent(
+                warp_confidence.permute(1, 0, 2, 3)[None].to(device, dtype), self.spatial_factor, self.temporal_factor))
         do_cfg = guidance_scale > 1.0
         if do_cfg:  # the null driving condition is the one used for dropout in training: zeros
             null = {k: torch.zeros_like(cond[k]) for k in ("driving_maps", "driving_coefficients")}
@@ -195,13 +220,21 @@ class LiftAvatarPipeline(DiffusionPipeline):
         for t in self.progress_bar(self.scheduler.timesteps):
             x = latents.to(dtype).expand(len(cond["driving_maps"]), -1, -1, -1, -1)
             pred = self.transformer(x, t.expand(len(x)).to(dtype), **cond, return_dict=False)[0].float()
+            if self.transformer.config.prediction_type == "sample":  # x0_hat -> velocity (x_t - x0_hat) / sigma
+                sigma = (t.float() / self.scheduler.config.num_train_timesteps).clamp(min=1e-3)
+                pred = (x.float() - pred) / sigma
             if do_cfg:
                 pred_cond, pred_null = pred.chunk(2)
                 pred = pred_null + guidance_scale * (pred_cond - pred_null)
             latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
 
-        # 6. Decode.
+        # 6. Decode (the warp residual added back), 7. blend with the warp where it is confident.
+        if self.transformer.config.warp_residual:
+            latents = latents + warp_latents.float()
         frames = self.decode(latents)
+        if warp_blend:
+            c = warp_confidence.to(frames)
+            frames = c * warp_frames.to(frames) + (1 - c) * frames
         self.maybe_free_model_hooks()
         if output_type == "np":
             frames = frames.permute(0, 2, 3, 1).cpu().numpy()

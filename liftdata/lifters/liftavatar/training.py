@@ -39,7 +39,7 @@ __all__ = ["TrainConfig", "ClipData", "prepare_data", "sample_batch", "flow_matc
            "save_pipeline", "load_config", "main"]
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
-NEW_MODULES = ("reference_", "driven_", "driving_")  # prefixes of the paths trained fully
+NEW_MODULES = ("reference_", "driven_", "driving_", "warp_")  # prefixes of the paths trained fully
 
 
 @dataclass
@@ -49,12 +49,17 @@ class TrainConfig:
     output_dir: str
     pretrained: str | None = None  #: our pipeline or a base Wan2.1-T2V diffusers directory
     model: dict[str, Any] = field(default_factory=dict)  #: transformer kwargs (fresh model, or new-path options)
-    vae: dict[str, Any] = field(default_factory=dict)  #: AutoencoderKLWan kwargs when `pretrained` is None
+    vae: dict[str, Any] = field(default_factory=dict)  #: autoencoder kwargs when `pretrained` is None
+    autoencoder: str = "wan"  #: "wan" (AutoencoderKLWan) or "pixel" (the exact PixelSpaceAutoencoder)
     captures: list[str] = field(default_factory=list)  #: `Capture.save` directories
     synthetic_identities: int = 0  #: add this many synthetic captures (seeds synthetic_seed + i)
     synthetic_frames: int = 32
     synthetic_seed: int = 0
     synthetic_motion: dict[str, Any] = field(default_factory=dict)  #: sample_kinematics options
+    synthetic_narrow: int = 0  #: > 0: full-range subjects (data.training_kinematics), this many narrow frames first
+    reference_sets: int = 3  #: warp-guided training: reference sets (and warps) per subject
+    stream: list[str] = field(default_factory=list)  #: dataset dirs / capture folders read as a stream (stream.py)
+    stream_buffer: int = 32  #: frames of one subject buffered at a time when streaming
     size: int = 64  #: frames and maps are resized to size x size
     num_frames: int = 9  #: pixel frames per training clip, 4n + 1
     clip_stride: int = 4
@@ -114,8 +119,17 @@ def _captures(cfg: TrainConfig) -> list:
     from liftdata.synthetic import make_capture
 
     caps = [Capture.load(p) for p in cfg.captures]
-    caps += [make_capture(cfg.synthetic_seed + i, cfg.synthetic_frames, size=cfg.size, **cfg.synthetic_motion)
-             for i in range(cfg.synthetic_identities)]
+    for i in range(cfg.synthetic_identities):
+        kin = None
+        if cfg.synthetic_narrow:
+            from liftdata.head import load_head_model
+            from liftdata.lifters.liftavatar.data import training_kinematics
+
+            kin = training_kinematics(load_head_model("builtin"), cfg.synthetic_narrow,
+                                      cfg.synthetic_frames - cfg.synthetic_narrow,
+                                      np.random.default_rng([cfg.synthetic_seed + i, 3]), **cfg.synthetic_motion)
+        caps.append(make_capture(cfg.synthetic_seed + i, cfg.synthetic_frames, kinematics=kin, size=cfg.size,
+                                 **({} if cfg.synthetic_narrow else cfg.synthetic_motion)))
     if not caps:
         raise ValueError("config: no training data (set captures and/or synthetic_identities)")
     return caps
@@ -153,8 +167,7 @@ def sample_batch(data: list[ClipData], cfg: TrainConfig, rng: np.random.Generato
     K and the dropout draws are shared by the batch (one draw per step).
     """
     k = int(rng.integers(1, cfg.max_references + 1))
-    drop_refs, drop_maps, drop_coefs = rng.random(3) < [cfg.dropout_references, cfg.dropout_shading,
-                                                        cfg.dropout_coefficients]
+    drops = rng.random(3)
     items = []
     for _ in range(cfg.batch_size):
         d = data[rng.integers(len(data))]
@@ -164,7 +177,18 @@ def sample_batch(data: list[ClipData], cfg: TrainConfig, rng: np.random.Generato
         items.append(dict(x0=d.clip_latents[c], reference_latents=d.frame_latents[:, refs],
                           reference_maps=d.maps[:, refs] * 2 - 1, reference_coefficients=d.coefficients[refs],
                           driving_maps=d.maps[:, span] * 2 - 1, driving_coefficients=d.coefficients[span]))
-    batch = {key: torch.stack([it[key] for it in items]) for key in items[0]}
+    return apply_dropout({key: torch.stack([it[key] for it in items]) for key in items[0]}, cfg, drops)
+
+
+def apply_dropout(batch: dict[str, torch.Tensor | None], cfg: TrainConfig, draws: np.ndarray | np.random.Generator
+                  ) -> dict[str, torch.Tensor | None]:
+    """Condition dropout of a batch: no references / zero driving maps / zero coefficients.
+
+    `draws`: three uniform numbers (or a generator to draw them from), compared with the dropout rates.
+    """
+    if isinstance(draws, np.random.Generator):
+        draws = draws.random(3)
+    drop_refs, drop_maps, drop_coefs = draws < [cfg.dropout_references, cfg.dropout_shading, cfg.dropout_coefficients]
     if drop_refs:
         batch.update(reference_latents=None, reference_maps=None, reference_coefficients=None)
     if drop_maps:
@@ -186,16 +210,21 @@ def sample_sigmas(cfg: TrainConfig, n: int, generator: torch.Generator) -> torch
 
 
 def flow_matching_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor | None], sigmas: torch.Tensor,
-                       noise: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """MSE between the predicted velocity and eps - x0 on the target frames (the model outputs only those).
+                       noise: torch.Tensor, dtype: torch.dtype = torch.float32, prediction: str = "velocity",
+                       ) -> torch.Tensor:
+    """MSE between the velocity and eps - x0 on the target frames (the model outputs only those).
 
-    `model` may be wrapped (DDP); `dtype` is the transformer's parameter dtype.
+    `model` may be wrapped (DDP); `dtype` is the transformer's parameter dtype. With
+    `prediction="sample"` the model outputs x0 and its velocity is (x_t - x0_hat) / sigma, so the
+    loss is ||x0 - x0_hat||^2 / sigma^2 (sigma clipped at 0.05, as in "Back to Basics").
     """
     x0 = batch["x0"]
     s = sigmas.view(-1, 1, 1, 1, 1).to(x0)
     x_t = (1 - s) * x0 + s * noise
     conditions = {k: (v.to(dtype) if v is not None else None) for k, v in batch.items() if k != "x0"}
     pred = model(x_t.to(dtype), (sigmas * 1000).to(x0.device, dtype), **conditions, return_dict=False)[0]
+    if prediction == "sample":
+        return (((pred.float() - x0.float()) / s.float().clamp(min=0.05)) ** 2).mean()
     return F.mse_loss(pred.float(), (noise - x0).float())
 
 
@@ -205,8 +234,13 @@ def build_pipeline(cfg: TrainConfig) -> LiftAvatarPipeline:
         return LiftAvatarPipeline.from_pretrained(cfg.pretrained, **cfg.model)
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler
 
+    from liftdata.lifters.liftavatar.pixel import PixelSpaceAutoencoder
+
+    if cfg.autoencoder not in ("wan", "pixel"):
+        raise ValueError(f"autoencoder: expected 'wan' or 'pixel', got {cfg.autoencoder!r}")
     torch.manual_seed(cfg.seed)
-    return LiftAvatarPipeline(LiftAvatarTransformer3DModel(**cfg.model), AutoencoderKLWan(**cfg.vae),
+    vae = PixelSpaceAutoencoder(**cfg.vae) if cfg.autoencoder == "pixel" else AutoencoderKLWan(**cfg.vae)
+    return LiftAvatarPipeline(LiftAvatarTransformer3DModel(**cfg.model), vae,
                               FlowMatchEulerDiscreteScheduler(shift=cfg.shift))
 
 
@@ -248,7 +282,8 @@ def save_pipeline(pipeline: LiftAvatarPipeline, model: torch.nn.Module, director
     save_file(merged_state_dict(model), directory / "transformer" / "diffusion_pytorch_model.safetensors")
     index = {"_class_name": "LiftAvatarPipeline",
              "transformer": [LiftAvatarTransformer3DModel.__module__, "LiftAvatarTransformer3DModel"],
-             "vae": ["diffusers", "AutoencoderKLWan"], "scheduler": ["diffusers", type(pipeline.scheduler).__name__]}
+             "vae": [type(pipeline.vae).__module__.split(".")[0], type(pipeline.vae).__name__],
+             "scheduler": ["diffusers", type(pipeline.scheduler).__name__]}
     (directory / "model_index.json").write_text(json.dumps(index, indent=2))
     return directory
 
@@ -267,19 +302,54 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)  #: wall time of each step (GPU synchronised)
 
 
-def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
-    """Run the flow-matching loop of `cfg`; `data` skips capture loading/encoding (tests, benchmarks)."""
-    Accelerator = require("accelerate", "train").Accelerator  # noqa: N806
+def prepare_guided_data(captures: list, vae, cfg: TrainConfig) -> list:
+    """Warp-guided training data (data.py): per subject, `cfg.reference_sets` reference sets and their warps."""
+    from liftdata.lifters.liftavatar.data import prepare_guided_subject
 
-    if cfg.num_frames % 4 != 1:
-        raise ValueError(f"num_frames: must be 4n + 1, got {cfg.num_frames}")
+    if not cfg.synthetic_narrow or cfg.captures:
+        raise ValueError("config: warp-guided training needs synthetic_narrow > 0 (full-range synthetic subjects)")
+    return [prepare_guided_subject(cap, vae, cfg.size, n_narrow=cfg.synthetic_narrow, n_sets=cfg.reference_sets,
+                                   max_refs=cfg.max_references, rng=np.random.default_rng([cfg.seed, i]))
+            for i, cap in enumerate(captures)]
+
+
+def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
+    """Run the flow-matching loop of `cfg`; `data` skips capture loading/encoding (tests, benchmarks)."""
+    accelerate = require("accelerate", "train")
+
     out = Path(cfg.output_dir)
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.gradient_accumulation_steps)
+    # condition dropout leaves whole paths without gradients in some steps: DDP must allow that
+    ddp = accelerate.utils.DistributedDataParallelKwargs(find_unused_parameters=True)
+    acc = accelerate.Accelerator(mixed_precision=cfg.mixed_precision, kwargs_handlers=[ddp],
+                                 cpu=not torch.cuda.is_available(),  # CPU-only: torchrun ranks use gloo
+                                 gradient_accumulation_steps=cfg.gradient_accumulation_steps)
     pipe = build_pipeline(cfg)
+    factor = pipe.vae.config.scale_factor_temporal
+    if (cfg.num_frames - 1) % factor:
+        raise ValueError(f"num_frames: must be {factor}n + 1, got {cfg.num_frames}")
     pipe.vae.to(acc.device)
-    if data is None:
-        data = prepare_data(_captures(cfg), pipe.vae, cfg.size, cfg.num_frames, cfg.clip_stride)
     model = pipe.transformer
+    guided = model.config.warp_guidance
+    if data is None and cfg.stream:
+        from liftdata.lifters.liftavatar.stream import StreamingData
+
+        data = StreamingData(cfg.stream, pipe.vae, rank=acc.process_index, world_size=acc.num_processes,
+                             size=cfg.size, buffer_frames=cfg.stream_buffer, guided=guided,
+                             residual=model.config.warp_residual, seed=cfg.seed)
+    elif data is None and guided:
+        data = prepare_guided_data(_captures(cfg), pipe.vae, cfg)
+    elif data is None:
+        data = prepare_data(_captures(cfg), pipe.vae, cfg.size, cfg.num_frames, cfg.clip_stride)
+    if hasattr(data, "batch"):  # a stream
+        draw = lambda d, c, r: d.batch(c, r)  # noqa: E731
+    elif guided:
+        from functools import partial
+
+        from liftdata.lifters.liftavatar.data import sample_guided_batch
+
+        draw = partial(sample_guided_batch, residual=model.config.warp_residual)
+    else:
+        draw = sample_batch
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
     params = make_trainable(model, cfg.lora_rank, cfg.lora_alpha)
@@ -302,11 +372,12 @@ def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
         tic = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, step])  # per-step streams: resuming replays the same batches
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        batch = {k: (v.to(acc.device) if v is not None else None) for k, v in sample_batch(data, cfg, rng).items()}
+        batch = {k: (v.to(acc.device) if v is not None else None) for k, v in draw(data, cfg, rng).items()}
         sigmas = sample_sigmas(cfg, cfg.batch_size, gen)
         noise = torch.randn(batch["x0"].shape, generator=gen).to(acc.device)
         with acc.accumulate(model), acc.autocast():
-            loss = flow_matching_loss(model, batch, sigmas, noise, acc.unwrap_model(model).dtype)
+            inner = acc.unwrap_model(model)
+            loss = flow_matching_loss(model, batch, sigmas, noise, inner.dtype, inner.config.prediction_type)
             acc.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
@@ -316,16 +387,28 @@ def train(cfg: TrainConfig, data: list[ClipData] | None = None) -> TrainResult:
             acc.print(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f} "
                       f"({np.mean(step_seconds[-cfg.log_every:]):.3f} s/step)")
         if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and acc.is_main_process:
-            _checkpoint(acc, pipe, model, out / f"checkpoint-{step + 1}", step + 1)
+            _checkpoint(acc, pipe, model, out / f"checkpoint-{step + 1}", step + 1, cfg)
+    if hasattr(data, "consumed"):  # which shards this rank read (disjoint across ranks)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"stream-rank{acc.process_index}.json").write_text(json.dumps(data.consumed))
     final = out / "final" if cfg.save_final else None
     if final is not None and acc.is_main_process:
         save_pipeline(pipe, acc.unwrap_model(model), final)
+        _write_config(final, cfg)
+        (final / "training_log.json").write_text(json.dumps({"steps": start + len(losses), "losses": losses,
+                                                             "step_seconds": step_seconds}))
     return TrainResult(losses, final, start + len(losses), step_seconds)
 
 
-def _checkpoint(acc, pipe: LiftAvatarPipeline, model, directory: Path, step: int) -> None:
+def _write_config(pipeline_dir: Path, cfg: TrainConfig) -> None:
+    """The TrainConfig next to the weights: how to reproduce them, and the lifter's clip length."""
+    (pipeline_dir / "training_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+
+def _checkpoint(acc, pipe: LiftAvatarPipeline, model, directory: Path, step: int, cfg: TrainConfig) -> None:
     acc.save_state(str(directory / "state"))
     save_pipeline(pipe, acc.unwrap_model(model), directory / "pipeline")
+    _write_config(directory / "pipeline", cfg)
     (directory / "step.json").write_text(json.dumps({"step": step}))
 
 

@@ -43,10 +43,11 @@ from diffusers.models.transformers.transformer_wan import (
 from torch import nn
 
 __all__ = ["LiftAvatarTransformer3DModel", "ShadingEncoder", "CoefficientEmbedding", "causal_time_pad",
-           "rope_at", "cast_model"]
+           "confidence_to_latent", "rope_at", "cast_model"]
 
 DRIVING_MODES = ("add", "tokens")
 REFERENCE_ROPES = ("prefix", "offset")
+PREDICTION_TYPES = ("velocity", "sample")
 
 
 # ---------------------------------------------------------------------- helpers
@@ -96,27 +97,36 @@ def _patchify(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------- encoders
 class ShadingEncoder(nn.Module):
-    """Shading/normal maps [B, C, T, H, W] -> features at latent resolution [B, out, T', H/8, W/8].
+    """Shading/normal maps [B, C, T, H, W] -> features at latent resolution [B, out, T', H/s, W/s].
 
-    Three stride-2 spatial convolutions (8x, as Wan's VAE), then either a causal temporal
-    convolution with stride 4 (driving maps: T' = (T - 1) / 4 + 1) or none (reference maps: each
-    reference is its own frame, T' = T).
+    `levels` stride-2 spatial convolutions (s = 2^levels: 8x as Wan's VAE, 4x for the pixel-space
+    autoencoder with patch 4), then either a causal temporal convolution with stride 4 (driving
+    maps: T' = (T - 1) / 4 + 1) or none (reference maps or temporal factor 1: T' = T).
     """
 
-    def __init__(self, in_channels: int, hidden: int, out_channels: int, temporal_factor: int = 1):
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, temporal_factor: int = 1,
+                 levels: int = 3):
         super().__init__()
         self.temporal_factor = temporal_factor
-        self.spatial = nn.Sequential(
-            nn.Conv3d(in_channels, hidden, (1, 3, 3), (1, 2, 2), (0, 1, 1)), nn.SiLU(),
-            nn.Conv3d(hidden, hidden, (1, 3, 3), (1, 2, 2), (0, 1, 1)), nn.SiLU(),
-            nn.Conv3d(hidden, hidden, (1, 3, 3), (1, 2, 2), (0, 1, 1)), nn.SiLU())
-        self.temporal = nn.Conv3d(hidden, out_channels, (temporal_factor, 1, 1), (temporal_factor, 1, 1))
+        layers = []
+        for i in range(levels):
+            layers += [nn.Conv3d(in_channels if i == 0 else hidden, hidden, (1, 3, 3), (1, 2, 2), (0, 1, 1)), nn.SiLU()]
+        self.spatial = nn.Sequential(*layers)
+        self.temporal = nn.Conv3d(hidden if levels else in_channels, out_channels, (temporal_factor, 1, 1),
+                                  (temporal_factor, 1, 1))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         x = self.spatial(maps)
         if self.temporal_factor > 1:
             x = causal_time_pad(x, self.temporal_factor, dim=2)
         return self.temporal(x)
+
+
+def confidence_to_latent(confidence: torch.Tensor,  # [B, 1, T, H, W] in [0, 1]
+                         spatial: int, temporal: int) -> torch.Tensor:  # [B, 1, (T - 1) / temporal + 1, H/s, W/s]
+    """A per-pixel confidence map averaged over each latent cell (causal groups in time, like the VAE)."""
+    x = causal_time_pad(confidence, temporal, dim=2) if temporal > 1 else confidence
+    return torch.nn.functional.avg_pool3d(x, (temporal, spatial, spatial))
 
 
 class CoefficientEmbedding(nn.Module):
@@ -157,6 +167,17 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         text_length: tokens of the cached empty-prompt embedding (512 for umT5).
         driving_mode: "add" (x^D added to the target tokens) or "tokens" (appended).
         reference_rope: "prefix" (references at RoPE frames 0..K-1) or "offset" (after targets).
+        spatial_compression: pixels per latent cell of the autoencoder (8 for Wan's VAE, the patch
+            of a `PixelSpaceAutoencoder`); a power of two, the shading encoders downsample by it.
+        warp_guidance: add warp-guidance tokens: the latents of the warp lifter's frames and its
+            per-pixel confidence (at latent resolution) through a zero-initialised Warp Patch
+            Embedding, added to the target tokens like x^D (off: the paper's model).
+        warp_residual: the model denoises the residual x0 - z_warp instead of x0 (needs
+            warp_guidance); the pipeline adds z_warp back before decoding.
+        prediction_type: "velocity" (eps - x0, Wan's) or "sample" (x0 itself; the output head is
+            zero-initialised, so a warp-residual model starts as the warp). Sample prediction suits
+            pixel patches wider than the token dimension (Li & He 2025, "Back to Basics: Let
+            Denoising Generative Models Denoise"): a velocity must carry the full-width noise.
     """
 
     _supports_gradient_checkpointing = True
@@ -172,12 +193,20 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
                  eps: float = 1e-6, rope_max_seq_len: int = 1024,
                  map_channels: int = 4, coefficient_dim: int = 51, shading_hidden: int = 64,
                  shading_channels: int = 16, temporal_compression: int = 4, text_length: int = 512,
-                 driving_mode: str = "add", reference_rope: str = "prefix") -> None:
+                 driving_mode: str = "add", reference_rope: str = "prefix", spatial_compression: int = 8,
+                 warp_guidance: bool = False, warp_residual: bool = False, prediction_type: str = "velocity") -> None:
         super().__init__()
         if driving_mode not in DRIVING_MODES:
             raise ValueError(f"driving_mode: expected one of {DRIVING_MODES}, got {driving_mode!r}")
         if reference_rope not in REFERENCE_ROPES:
             raise ValueError(f"reference_rope: expected one of {REFERENCE_ROPES}, got {reference_rope!r}")
+        levels = int(math.log2(spatial_compression))
+        if spatial_compression < 1 or 2**levels != spatial_compression:
+            raise ValueError(f"spatial_compression: expected a power of two, got {spatial_compression}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type: expected one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if warp_residual and not warp_guidance:
+            raise ValueError("warp_residual: needs warp_guidance=True (the residual is taken from the warp)")
         dim = num_attention_heads * attention_head_dim
         patch = tuple(patch_size)
 
@@ -191,19 +220,28 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         self.norm_out = FP32LayerNorm(dim, eps, elementwise_affine=False)
         self.proj_out = nn.Linear(dim, out_channels * math.prod(patch))
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, dim) / dim**0.5)
+        if prediction_type == "sample":
+            nn.init.zeros_(self.proj_out.weight)
+            nn.init.zeros_(self.proj_out.bias)
 
         # Reference tokens x^R.
-        self.reference_shading_encoder = ShadingEncoder(map_channels, shading_hidden, shading_channels)
+        self.reference_shading_encoder = ShadingEncoder(map_channels, shading_hidden, shading_channels, levels=levels)
         self.reference_patch_embedding = nn.Conv3d(in_channels + shading_channels, dim, patch, patch)
         self.reference_coefficient_embedding = CoefficientEmbedding(coefficient_dim, dim)
 
         # Driving tokens x^D.
         self.driven_shading_encoder = ShadingEncoder(map_channels, shading_hidden, shading_channels,
-                                                     temporal_compression)
+                                                     temporal_compression, levels)
         self.driven_patch_embedding = nn.Conv3d(shading_channels, dim, patch, patch)
         nn.init.zeros_(self.driven_patch_embedding.weight)
         nn.init.zeros_(self.driven_patch_embedding.bias)
         self.driving_coefficient_embedding = CoefficientEmbedding(coefficient_dim, dim, temporal_compression)
+
+        # Warp guidance (ours): concat(z_warp, confidence) -> zero-initialised Warp Patch Embedding.
+        if warp_guidance:
+            self.warp_patch_embedding = nn.Conv3d(in_channels + 1, dim, patch, patch)
+            nn.init.zeros_(self.warp_patch_embedding.weight)
+            nn.init.zeros_(self.warp_patch_embedding.bias)
 
         # The cached empty-prompt umT5 embedding: the text encoder never loads.
         self.register_buffer("text_context", torch.zeros(1, text_length, text_dim))
@@ -244,6 +282,8 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
                 reference_coefficients: torch.Tensor | None = None,  # [B, K, coefficient_dim]
                 driving_maps: torch.Tensor | None = None,  # [B, map_channels, 4(F'-1)+1, 8h, 8w]
                 driving_coefficients: torch.Tensor | None = None,  # [B, 4(F'-1)+1, coefficient_dim]
+                warp_latents: torch.Tensor | None = None,  # [B, C, F', h, w] the warp lifter's frames
+                warp_confidence: torch.Tensor | None = None,  # [B, 1, F', h, w] at latent resolution
                 encoder_hidden_states: torch.Tensor | None = None,  # [B, L, text_dim]; None: cached
                 return_dict: bool = True,
                 ) -> Transformer2DModelOutput | tuple[torch.Tensor]:
@@ -263,6 +303,8 @@ class LiftAvatarTransformer3DModel(ModelMixin, ConfigMixin, PeftAdapterMixin):
         if driving_coefficients is not None:
             e_d = self.driving_coefficient_embedding(driving_coefficients)  # [B, F', dim]
             driving.append(e_d.repeat_interleave(tokens_per_frame, dim=1))
+        if warp_latents is not None:  # warp guidance: what the geometry knows, and how sure it is
+            driving.append(_patchify(self.warp_patch_embedding, torch.cat([warp_latents, warp_confidence], dim=1)))
 
         # 3. Reference tokens x^R = RefPatchEmbed(concat(z^R, RefShadingEncoder(S^R))) + E^R.
         parts = []

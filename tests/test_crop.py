@@ -1,0 +1,93 @@
+"""Head-centred crops with exact cameras (issue 16, item 3), on synthetic ground truth."""
+
+import numpy as np
+import pytest
+import torch
+
+from liftdata.capture import CaptureError
+from liftdata.kinematics import Camera
+from liftdata.render import condition_maps
+from liftdata.synthetic import make_capture
+from liftdata.track.crop import CropConfig, crop_boxes, crop_camera, crop_capture, crop_image
+
+torch.set_num_threads(1)
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def capture():
+    # a wider field of view than the default so that a 2.5 x face box fits in the frame
+    return make_capture(9, n_frames=12, size=SIZE, fov_y_deg=45.0, max_yaw_deg=25)
+
+
+def _landmarks_uv(capture, cameras):
+    with torch.no_grad():
+        verts = capture.head_model.vertices(torch.as_tensor(capture.identity), capture.kinematics).numpy()
+    return verts, np.stack([cam.project(v)[:, :2] for cam, v in zip(cameras, verts)])
+
+
+def test_crop_camera_of_the_whole_image_is_a_resize():
+    """The slow, obvious twin: a box covering the whole (square) image is `Camera.resized`."""
+    cam = Camera.from_fov(30.0, 200, 200)
+    for size in (64, 200, 512):
+        assert crop_camera(cam, np.array([0.0, 0.0, 200.0]), size).equals(cam.resized(size, size), atol=1e-9)
+
+
+def test_crop_keeps_the_head_inside_and_projects_onto_the_same_pixels(capture):
+    cfg = CropConfig(size=512)
+    crop = crop_capture(capture, cfg)
+    assert len(np.unique(crop.boxes, axis=0)) == 1  # one box for the whole (single-shot) capture
+    verts, uv = _landmarks_uv(capture, [capture.camera] * len(capture))
+    _, uv_crop = _landmarks_uv(capture, crop.cameras)
+    assert (uv_crop >= 0).all() and (uv_crop <= cfg.size - 1).all()  # the head is inside every crop
+    x0, y0, side = crop.boxes[0]
+    s = cfg.size / side
+    expected = (uv + 0.5 - [x0, y0]) * s - 0.5  # the uncropped projection, cropped and scaled
+    assert np.abs(uv_crop - expected).max() < 1e-4  # float32 vertices
+    # Independent of that formula: the head rendered with the crop camera vs the full-frame render
+    # cut out by `crop_image`. The crop upsamples ~2.3 x, so a half-pixel slip in either convention
+    # would move the centroid by ~0.65 crop pixels.
+    faces = torch.as_tensor(np.asarray(capture.head_model.faces))
+    full = condition_maps(torch.as_tensor(verts), faces, capture.camera)["mask"]
+    direct = condition_maps(torch.as_tensor(verts), faces, crop.cameras[0])["mask"]
+    yy, xx = np.mgrid[0:cfg.size, 0:cfg.size]
+    centroid = lambda m: np.array([(m * xx).sum(), (m * yy).sum()]) / m.sum()  # noqa: E731
+    shifts = []
+    for t in range(len(capture)):
+        cut, d = crop_image(full[t, ..., 0].numpy(), crop.boxes[t], cfg.size), direct[t, ..., 0].numpy()
+        shifts.append(np.abs(centroid(cut) - centroid(d)).max())
+        assert np.minimum(cut, d).sum() / np.maximum(cut, d).sum() > 0.97  # IoU
+    print("mask centroid shift, crop px:", np.round(shifts, 3))
+    assert max(shifts) < 0.5
+    frame = crop.frames[0]
+    assert frame.shape == (cfg.size, cfg.size, 3) and frame.dtype == np.uint8
+
+
+def test_one_box_per_segment_and_capture_conversion(capture):
+    starts = np.zeros(len(capture), bool)
+    starts[6] = True
+    crop = crop_capture(capture, CropConfig(size=128), starts=starts)
+    assert (crop.boxes[:6] == crop.boxes[0]).all() and (crop.boxes[6:] == crop.boxes[6]).all()
+    with pytest.raises(CaptureError, match="2 crop boxes"):
+        crop.capture(capture)
+    assert len(np.unique(crop_capture(capture, CropConfig(size=128, per_shot=False), starts=starts).boxes,
+                         axis=0)) == 1
+    one = crop_capture(capture, CropConfig(size=128))
+    cropped = one.capture(capture)
+    assert cropped.kinematics is capture.kinematics and cropped.camera.width == 128
+    assert cropped.frames[3].shape == (128, 128, 3) and cropped.extra["crop"]["size"] == 128
+
+
+def test_box_grows_to_keep_a_moving_face_and_scales_with_face_size():
+    t = np.arange(20)
+    square = np.array([[0, 0], [40, 0], [40, 40], [0, 40]], float)  # a 40 px face
+    uv = square[None] + np.stack([3.0 * t, np.zeros(20)], 1)[:, None] + 100  # sliding 57 px to the right
+    starts = np.zeros(20, bool)
+    starts[0] = True
+    box = crop_boxes(uv, starts, CropConfig(scale=2.5, margin=1.1))[0]
+    x0, y0, side = box
+    assert side >= 2.5 * 40
+    lo, hi = uv.min((0, 1)) + 0.5, uv.max((0, 1)) + 0.5  # pixel edges
+    assert x0 <= lo[0] and x0 + side >= hi[0] and y0 <= lo[1] and y0 + side >= hi[1]
+    still = crop_boxes(uv[:1].repeat(20, 0), starts, CropConfig(scale=2.5))[0]
+    assert still[2] == pytest.approx(100.0)  # 2.5 x 40 px when the face does not move
