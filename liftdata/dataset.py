@@ -135,6 +135,7 @@ class Expansion:
 
     def _lift_clip(self, clip_id: int, clip: Any, index: int) -> list[Sample]:
         from liftdata.lifters.base import References, render_conditions
+        from liftdata.lifters.quality import lift_scored
 
         cap = self.capture
         refs = tuple(int(i) for i in clip.reference_indices)
@@ -146,7 +147,8 @@ class Expansion:
         references = self._references[refs]
         driving = render_conditions(cap.head_model, cap.identity, clip.kinematics, cap.camera, self.backend)
         clip_seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-        frames = self.lifter.lift(references, driving, seed=clip_seed)
+        scored = lift_scored(self.lifter, references, driving, seed=clip_seed)  # frames + quality score per frame
+        frames = scored.frames
         maps = _uint8_maps(driving.maps)
         samples = []
         for f in range(len(clip.kinematics)):
@@ -156,7 +158,8 @@ class Expansion:
                              sampler={"name": clip.provenance["sampler"], "params": clip.provenance["params"]},
                              lifter={"name": self.lifter.name, "version": self.lifter.version},
                              seed=self.seed, reference_keys=references.keys,
-                             extra={"sampler_seed": clip.provenance.get("seed"), "lifter_seed": clip_seed})
+                             extra={"sampler_seed": clip.provenance.get("seed"), "lifter_seed": clip_seed,
+                                    "quality": scored.meta(f)})
             samples.append(Sample.from_arrays(key, frames[f], kin, cap.camera, meta, shading=maps["shading"][f],
                                               normal=maps["normal"][f], mask=maps["mask"][f]))
         return samples

@@ -103,7 +103,7 @@ def interrupted(capture_dir, tmp_path, monkeypatch):
     """A run killed in the first lifter call: the captured frames' complete shard is on disk."""
     out = tmp_path / "out"
     with monkeypatch.context() as m:
-        m.setattr(WarpLifter, "lift", _crash)
+        m.setattr(WarpLifter, "lift_detailed", _crash)  # what the expand path calls (frames + quality terms)
         with pytest.raises(RuntimeError, match="killed"):
             expand(capture_dir, out)
     assert not (out / "webdataset" / "manifest.json").exists() and shard_bytes(out / "webdataset")
