@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,8 @@ def run_expand(config: ExpandConfig, *, overwrite: bool = False, progress: bool 
         else:
             write = expansion.write_webdataset if config.format == "webdataset" else expansion.write_parquet
             where = write(ready.out / config.format, max_count=config.shard_size, progress=progress).out_dir
+    if progress and ready.rank == 0:  # the plan behind it, and what the pose support pulled back
+        print("plan: " + expansion.plan.summary().replace("\n", "\n      "), file=sys.stderr)
     preview = None
     if config.preview and ready.rank == 0:  # one preview in a multi-process run
         with _writing(ready.out / "preview"):

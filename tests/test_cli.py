@@ -101,6 +101,7 @@ def test_expand_parquet_lifted_only_with_sampler(tmp_path, video, capsys):
     assert len(samples) == 5 and {s.meta["sampler"]["name"] for s in samples} == {"pose_sweep"}
     assert samples[0].meta["sampler"]["params"]["yaw"] == [-10, 10]
     assert samples[0].to_arrays()["image"].shape == (64, 64, 3) and not (out / "preview").exists()
+    assert "plan: 5 frames in 1 clips: pose_sweep 5" in capsys.readouterr().err  # the CLI prints plan.summary()
 
 
 def test_expand_bad_input(tmp_path, video, capsys):
