@@ -277,3 +277,39 @@ def test_zoom_keeps_the_head_at_its_pixel_and_scales_its_depth():
         np.testing.assert_allclose(after[:, :2] - before[:2], 0, atol=1e-3)
         ratio = before[2] / after[:, 2]
         assert {round(ratio[0], 3), round(ratio[-1], 3)} == {0.5, 2.0}
+
+
+def test_references_are_only_usable_frames():
+    """Frames without a face or with an outlier fit are never references (issue 16); a capture where every
+    frame is usable plans exactly as before (the restriction is a no-op there)."""
+    import dataclasses
+
+    from liftdata.samplers import interpolate, mine_extremes, pose_sweep
+    from liftdata.samplers.references import ReferencePolicy, usable_reference_frames
+    from liftdata.synthetic import make_capture
+
+    capture = make_capture(seed=4, n_frames=24, size=64)
+    found = np.ones(len(capture), bool)
+    found[[0, 5, 6, 17]] = False  # interpolated frames
+    residual = np.full(len(capture), 0.8)
+    residual[[3, 11]] = 9.0  # outlier fits (> 4 robust z and > 2x the median)
+    flagged = dataclasses.replace(capture, face_found=found, landmark_residual=residual)
+    usable = usable_reference_frames(flagged)
+    assert np.array_equal(np.flatnonzero(~usable), [0, 3, 5, 6, 11, 17])
+    bad = set(np.flatnonzero(~usable).tolist())
+    for method in ("kmeans", "nearest"):
+        refs = ReferencePolicy(k=5, method=method)
+        for sampler in (mine_extremes(clip_length=5, references=refs), pose_sweep(clip_length=5, references=refs),
+                        mine_extremes(clip_length=5) * pose_sweep(clip_length=5)):
+            plan = sampler.sample(flagged, 20, np.random.default_rng(1))
+            chosen = {int(i) for c in plan.clips for i in c.reference_indices}
+            assert chosen and not chosen & bad, (method, sampler, chosen & bad)
+            clean = dataclasses.replace(capture, face_found=np.ones(len(capture), bool),
+                                        landmark_residual=np.full(len(capture), 0.8))
+            a = sampler.sample(clean, 20, np.random.default_rng(1))
+            b = sampler.sample(dataclasses.replace(capture, face_found=None, landmark_residual=None), 20,
+                               np.random.default_rng(1))
+            assert [c.reference_indices for c in a.clips] == [c.reference_indices for c in b.clips]
+    none = dataclasses.replace(capture, face_found=np.zeros(len(capture), bool))
+    with pytest.raises(Exception, match="no frame can be a reference"):
+        mine_extremes(clip_length=5).sample(none, 10, np.random.default_rng(0))

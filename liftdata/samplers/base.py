@@ -24,7 +24,7 @@ import numpy as np
 
 from liftdata.kinematics import Kinematics
 from liftdata.samplers.plan import Clip, Plan, PlanError, RepeatedClipsWarning, json_safe
-from liftdata.samplers.references import ReferencePolicy
+from liftdata.samplers.references import ReferencePolicy, usable_reference_frames
 
 __all__ = ["Sampler", "LeafSampler", "Context", "smoothstep", "clip_lengths", "check_request"]
 
@@ -207,7 +207,7 @@ class LeafSampler(Sampler):
                           f"capture ({len(ctx.observed)} frames) allows only {cap} distinct clips; clips repeat",
                           RepeatedClipsWarning, stacklevel=4)
         rng = np.random.default_rng(seed)
-        refs = self.references.prepare(ctx.observed, rng)
+        refs = self.references.prepare(ctx.observed, rng, usable_reference_frames(capture))
         trajectories = self._clips_with_notes(ctx, len(lengths), rng) if lengths else []
         prov = {"sampler": self.name, "params": self.params(), "seed": seed}
         clips = tuple(Clip(k[:m], refs(k[:m]), {**prov, **notes(m)}) for (k, notes), m in zip(trajectories, lengths))

@@ -28,7 +28,7 @@ from liftdata.kinematics import Kinematics
 from liftdata.samplers.base import SEED_HIGH, LeafSampler, Sampler, check_request
 from liftdata.samplers.expression import largest_remainder
 from liftdata.samplers.plan import Clip, Plan, PlanError, concat_plans
-from liftdata.samplers.references import ReferencePolicy
+from liftdata.samplers.references import ReferencePolicy, usable_reference_frames
 
 __all__ = ["Concat", "Mix", "Product", "Filtered", "Take", "mix"]
 
@@ -140,7 +140,7 @@ class Product(Sampler):
             if [len(c) for c in pp.clips] != lengths:
                 raise PlanError(f"a * b: clip lengths differ: expression side {lengths}, pose side "
                                 f"{[len(c) for c in pp.clips]}; use one clip_length on both sides")
-        refs = self.references.prepare(capture.kinematics, r_refs)
+        refs = self.references.prepare(capture.kinematics, r_refs, usable_reference_frames(capture))
         clips = []
         for ce, cp in zip(pe.clips, pp.clips):
             k = _combine(ce.kinematics, cp.kinematics)

@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from liftdata.kinematics import Kinematics
+from liftdata.samplers.plan import PlanError
 
-__all__ = ["ReferencePolicy", "select_references", "kinematic_features", "kmeans"]
+__all__ = ["ReferencePolicy", "select_references", "kinematic_features", "kmeans", "usable_reference_frames"]
 
 METHODS = ("kmeans", "nearest")
 
@@ -116,17 +117,40 @@ class ReferencePolicy:
         if self.k < 1:
             raise ValueError(f"ReferencePolicy.k: must be >= 1, got {self.k}")
 
-    def prepare(self, observed: Kinematics, rng: np.random.Generator) -> Callable[[Kinematics], tuple[int, ...]]:
-        """A function clip kinematics -> reference indices (k-means runs once per plan)."""
+    def prepare(self, observed: Kinematics, rng: np.random.Generator, usable: np.ndarray | None = None
+                ) -> Callable[[Kinematics], tuple[int, ...]]:
+        """A function clip kinematics -> reference indices (k-means runs once per plan).
+
+        `usable` ([T] bool, see `usable_reference_frames`): only these frames may be references.
+        """
+        candidates = np.arange(len(observed)) if usable is None else np.flatnonzero(np.asarray(usable, bool))
+        if len(candidates) == 0:
+            raise PlanError("capture: no frame can be a reference (no face found, or every fit is an outlier)")
+        pool = observed if len(candidates) == len(observed) else observed[candidates]
         if self.method == "kmeans":
-            fixed = tuple(select_references(observed, self.k, "kmeans", rng=rng).tolist())
+            fixed = tuple(candidates[select_references(pool, self.k, "kmeans", rng=rng)].tolist())
             return lambda clip: fixed
-        feats = kinematic_features(observed, observed)
-        mean, scale = _scales(observed)
-        k = min(self.k, len(observed))
+        feats = kinematic_features(pool, pool)
+        mean, scale = _scales(pool)
+        k = min(self.k, len(pool))
 
         def nearest(clip: Kinematics) -> tuple[int, ...]:
             c = ((np.concatenate([clip.expression, clip.rotation], 1).astype(np.float64) - mean) * scale).mean(0)
-            return tuple(np.argsort(((feats - c) ** 2).sum(1), kind="stable")[:k].tolist())
+            return tuple(candidates[np.argsort(((feats - c) ** 2).sum(1), kind="stable")[:k]].tolist())
 
         return nearest
+
+
+def usable_reference_frames(capture: object) -> np.ndarray | None:
+    """[T] bool: frames a plan may use as references: a face was found and its fit is not a residual
+    outlier (`liftdata.track.quality`); None when the capture records neither (every frame is usable).
+    Blur is not checked here (it needs every frame decoded): see `frame_quality(capture).reference`."""
+    found = getattr(capture, "face_found", None)
+    if found is None:
+        return None
+    from liftdata.track.quality import QualityConfig, _robust_ok
+
+    found = np.asarray(found, bool)
+    residual = getattr(capture, "landmark_residual", None)
+    residual = np.full(len(found), np.nan) if residual is None else np.asarray(residual, np.float64)
+    return found & _robust_ok(residual, found, QualityConfig())
