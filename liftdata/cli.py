@@ -79,7 +79,7 @@ def _config_from_args(args: argparse.Namespace) -> ExpandConfig:
     config = ExpandConfig(
         **{_input_kind(path): str(path)}, head_model=args.head_model, flame_model=args.flame_model,
         flame_embedding=args.flame_embedding, max_frames=args.max_frames, stride=args.stride, subject=args.subject,
-        n=args.n, seed=args.seed, size=args.size, include_captured=not args.no_captured,
+        n=args.n, seed=args.seed, size=args.size, crop=args.crop, include_captured=not args.no_captured,
         sampler=_sampler_spec(args.sampler), lifter=args.lifter, checkpoint=args.checkpoint, dtype=args.dtype,
         device=args.device, out=args.out, format=args.format, shard_size=args.shard_size,
         preview=not args.no_preview)
@@ -233,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="liftavatar: transformer dtype (default float32; bfloat16 on recent GPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_positive_int, help="longer image side of the output (default: the input's)")
+    p.add_argument("--crop", type=_positive_int, help="head-centred square crop of this side, e.g. 512 "
+                   "(2.5 x the face size, one box for the capture; default: keep the input's framing)")
     p.add_argument("--shard-size", type=_positive_int, default=1000, help="samples per shard")
     p.add_argument("--no-captured", action="store_true", help="write only the lifted frames")
     p.add_argument("--no-preview", action="store_true")

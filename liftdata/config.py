@@ -36,6 +36,7 @@ HEAD_MODELS = ("builtin", "flame")
 LIFTERS = ("warp", "liftavatar")
 INPUT_KINDS = ("video", "images", "tracked", "synthetic")
 MAX_SIZE = 4096  #: largest output side: one 4096² frame with its maps is ~0.2 GB in the lifter; more is a typo
+MIN_CROP = 64  #: smallest head-crop side (pixels): the tracker refuses faces under 64 px
 MAX_SEED = 2**63 - 1  #: numpy seeds are non-negative integers
 
 
@@ -77,6 +78,10 @@ class ExpandConfig:
     """Plan and lifter seed: the same seed gives the same dataset."""
     size: int | None = _field(None, "expand")
     """Longer image side of the output (default: the input's)."""
+    crop: int | None = _field(None, "expand")
+    """Head-centred square crop of this side in pixels (INSTA-style: 2.5 x the face size, one box
+    for the whole capture, intrinsics adjusted so the kinematics stay exact); none keeps the input's
+    framing. Captured and lifted frames share it."""
     include_captured: bool = _field(True, "expand")
     """Write the captured frames before the lifted ones."""
     sampler: dict | None = _field(None, "expand")
@@ -211,6 +216,8 @@ def _check_fields(c: ExpandConfig) -> None:
         raise bad("seed", f"an integer in [0, {MAX_SEED}]")
     if c.size is not None and not (_int(c.size) and 0 < c.size <= MAX_SIZE):
         raise bad("size", f"a positive integer up to {MAX_SIZE} (pixels), or none")
+    if c.crop is not None and not (_int(c.crop) and MIN_CROP <= c.crop <= MAX_SIZE):
+        raise bad("crop", f"an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), or none")
     for name in ("stride", "shard_size"):
         if not (_int(getattr(c, name)) and getattr(c, name) > 0):
             raise bad(name, "a positive integer")

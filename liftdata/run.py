@@ -227,10 +227,10 @@ def open_input(ready: Prepared) -> Any:
         unknown = set(spec) - {"seed", "frames", "size"}
         if unknown:
             raise ConfigError(f"synthetic: unknown keys {sorted(unknown)}; valid: seed, frames, size")
-        return LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48),
-                                        size=spec.get("size", 256)))
+        return _cropped(LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48),
+                                                 size=spec.get("size", 256))), config.crop)
     if kind == "tracked":
-        return LiftDataset.from_tracked(config.tracked, ready.head_model)
+        return _cropped(LiftDataset.from_tracked(config.tracked, ready.head_model), config.crop)
 
     def track() -> Any:
         if kind == "images":
@@ -238,5 +238,17 @@ def open_input(ready: Prepared) -> Any:
         return LiftDataset.from_video(config.video, ready.head_model, max_frames=config.max_frames,
                                       stride=config.stride, subject=config.subject)
 
-    return track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank)
+    return _cropped(track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank),
+                    config.crop)
+
+
+def _cropped(dataset: Any, crop: int | None) -> Any:
+    """The head-centred crop of the (saved, uncropped) capture: one box, so one camera serves all frames."""
+    if crop is None:
+        return dataset
+    from liftdata.dataset import LiftDataset
+    from liftdata.track.crop import CropConfig, crop_capture
+
+    capture = dataset.capture
+    return LiftDataset(crop_capture(capture, CropConfig(size=crop, per_shot=False)).capture(capture))
 
