@@ -245,6 +245,14 @@ def test_guided_training_from_the_command_line_and_load_lifter(tmp_path):
     data = case_data(3000, "jaw", size=32, frames=3)
     frames = lifter.lift(data.references, data.driving)
     assert frames.shape == (3, 32, 32, 3) and frames.dtype == np.uint8
+    # expand scores it from its own guidance pass: the same frames and the same terms as two separate calls
+    from liftdata.lifters.quality import lift_scored
+    from liftdata.lifters.warp import WarpLifter
+
+    scored = lift_scored(lifter, data.references, data.driving)
+    expected = WarpLifter().lift_detailed(data.references, data.driving).quality
+    assert np.array_equal(scored.frames, frames) and scored.terms.keys() == expected.keys()
+    assert all(np.array_equal(scored.terms[k], expected[k]) for k in expected)
 
 
 @pytest.mark.parametrize("steps", [1, 3])

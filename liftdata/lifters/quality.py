@@ -107,7 +107,8 @@ class ScoredClip(NamedTuple):
 def lift_scored(lifter: Any, references: Any, driving: Any, *, seed: int = 0) -> ScoredClip:
     """Lift one clip and score every frame.
 
-    The warp lifter returns its quality terms with its frames (`lift_detailed`); for any other
+    The warp lifter returns its quality terms with its frames (`lift_detailed`), a lifter with
+    `lift_with_quality` (LiftAvatar: its warp guidance pass) returns them too; for any other
     lifter the terms come from the warp lifter's geometry for the same references and driving
     frames (an extra warp pass: cheap next to a diffusion lifter), since they do not depend on
     the lifted pixels.
@@ -117,6 +118,8 @@ def lift_scored(lifter: Any, references: Any, driving: Any, *, seed: int = 0) ->
     if isinstance(lifter, WarpLifter):
         details = lifter.lift_detailed(references, driving, seed=seed)
         frames, terms = details.frames, details.quality
+    elif hasattr(lifter, "lift_with_quality"):
+        frames, terms = lifter.lift_with_quality(references, driving, seed=seed)
     else:
         frames = lifter.lift(references, driving, seed=seed)
         terms = WarpLifter().lift_detailed(references, driving, seed=seed).quality

@@ -90,6 +90,19 @@ class LiftAvatarLifter:
 
     def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:
         """One clip: [F, H, W, 3] uint8 RGB frames at the driving camera's size."""
+        self._check_inputs(references)
+        guided = self.pipeline.transformer.config.warp_guidance
+        return self._lift(references, driving, seed, _warp_details(references, driving) if guided else None)
+
+    def lift_with_quality(self, references: References, driving: Conditions, *, seed: int = 0
+                          ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Frames and the warp lifter's per-frame quality terms (`liftdata.lifters.quality`) from ONE
+        warp pass, which is also this model's warp guidance when it has it."""
+        self._check_inputs(references)
+        details = _warp_details(references, driving)
+        return self._lift(references, driving, seed, details), details.quality
+
+    def _check_inputs(self, references: References) -> None:
         want = self.pipeline.transformer.config.coefficient_dim
         got = coefficient_dim(references.conditions.kinematics.expression.shape[1])
         if got != want:
@@ -97,6 +110,8 @@ class LiftAvatarLifter:
                              f"expects {want} (another head model?)")
         if len(references) == 0:
             raise ValueError("references: need at least one reference frame")
+
+    def _lift(self, references: References, driving: Conditions, seed: int, details) -> np.ndarray:
         n, (height, width) = len(driving), (driving.camera.height, driving.camera.width)
         step = self.pipeline.spatial_factor * self.pipeline.transformer.config.patch_size[1]
         size = (max(step, round(height / step) * step), max(step, round(width / step) * step))
@@ -111,9 +126,7 @@ class LiftAvatarLifter:
                       driving_maps=pad(_resize(pack_maps(driving.maps), size)),
                       driving_coefficients=pad(pack_coefficients(driving.kinematics)))
         if self.pipeline.transformer.config.warp_guidance:
-            from liftdata.lifters.liftavatar.guidance import warp_guidance
-
-            warped, confidence = warp_guidance(references, driving)
+            warped, confidence = np.asarray(details.frames), np.asarray(details.confidence, np.float32)
             inputs.update(warp_frames=pad(_resize(torch.from_numpy(warped).permute(0, 3, 1, 2).float() / 255, size)),
                           warp_confidence=pad(_resize(torch.from_numpy(confidence)[:, None].float(), size)))
         chunk = self.clip_frames if factor == 1 and self.clip_frames else padded
@@ -127,3 +140,9 @@ class LiftAvatarLifter:
         if (height, width) != size:
             frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])
         return frames
+
+
+def _warp_details(references: References, driving: Conditions):
+    from liftdata.lifters.warp import WarpLifter
+
+    return WarpLifter().lift_detailed(references, driving)
