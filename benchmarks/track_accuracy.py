@@ -1,13 +1,19 @@
 """Tracking accuracy over many synthetic subjects (issue 16, item 5): one JSON line.
 
     python benchmarks/track_accuracy.py [--seeds 60-71] [--frames 48] [--size 256] [--cache DIR] [--quick]
+                                        [--oracle] [--static]
 
 For each seed: render `make_capture(seed)`, encode it to mp4, detect mediapipe landmarks on the
 decoded video, fit (`fit_landmarks`, default `FitConfig`) and compare with the ground truth
 (`liftdata.track.accuracy.tracking_errors`). Targets, on every seed: expression MAE <= 0.08 and
 relative rotation within the clip <= 1.5 deg (mean over frames). `--cache` keeps the rendered
 ground truth and detected landmarks per seed so that fit changes can be re-measured quickly.
-The JSON line holds the per-seed table, the mean/max of each figure and which targets hold.
+The JSON line holds the per-seed table, the mean/max of each figure and which targets hold, and
+where the relative rotation error comes from (`rotation_error_parts`: jitter vs a smooth error
+that follows the true pose). `--oracle` also fits the ground-truth landmarks (the model's own
+landmarks projected with the true camera: what the fit reaches with a perfect detector), per seed
+as `oracle_*`. `--static` detects every frame from scratch (mediapipe's static-image mode) instead
+of tracking mode.
 Seeds 60-71 (the default) were never used while choosing the fit's settings (40-51 were);
 `--quick` runs seeds 60-62.
 """
@@ -31,23 +37,39 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def _landmarks(seed: int, frames: int, size: int, cache: str | None):
+def _landmarks(seed: int, frames: int, size: int, cache: str | None, static: bool = False):
     from liftdata.synthetic import make_capture, write_video
     from liftdata.track import detect_landmarks, read_video
 
-    path = os.path.join(cache, f"seed{seed}-{frames}-{size}.pkl") if cache else None
+    name = f"seed{seed}-{frames}-{size}{'-static' if static else ''}.pkl"
+    path = os.path.join(cache, name) if cache else None
     if path and os.path.exists(path):
         with open(path, "rb") as f:
             return pickle.load(f)
     gt = make_capture(seed, n_frames=frames, size=size)
     with tempfile.TemporaryDirectory() as tmp:
         video = read_video(write_video(gt, os.path.join(tmp, "v.mp4")))
-        lmk = detect_landmarks(video, len(video), progress=False)
+        lmk = detect_landmarks(video, len(video), static=static, progress=False)
     item = (gt.kinematics, gt.identity, gt.camera, lmk)
     if path:
         with open(path, "wb") as f:
             pickle.dump(item, f)
     return item
+
+
+def _exact_landmarks(gt, lmk):
+    """The ground-truth model's landmarks projected with the true camera, as a `Landmarks`."""
+    import numpy as np
+    import torch
+
+    from liftdata.track import Landmarks
+
+    with torch.no_grad():
+        uv = gt.camera.project(gt.head_model.vertices(torch.as_tensor(gt.identity), gt.kinematics).numpy())[..., :2]
+    uv = uv[:, gt.head_model.landmark_mediapipe_index]
+    points = np.full(lmk.points.shape, np.nan, np.float32)
+    points[:, gt.head_model.landmark_mediapipe_index] = uv
+    return Landmarks(points, np.zeros(points.shape[:2], np.float32), np.ones(len(uv), bool), lmk.width, lmk.height)
 
 
 def main() -> None:
@@ -57,6 +79,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--cache", default=None)
+    parser.add_argument("--oracle", action="store_true", help="also fit the exact (ground-truth) landmarks")
+    parser.add_argument("--static", action="store_true", help="mediapipe static-image mode on every frame")
     args = parser.parse_args()
 
     import numpy as np
@@ -66,21 +90,28 @@ def main() -> None:
     from liftdata.capture import Capture
     from liftdata.head import load_head_model
     from liftdata.track import fit_landmarks
-    from liftdata.track.accuracy import tracking_errors
+    from liftdata.track.accuracy import rotation_error_parts, tracking_errors
 
     model = load_head_model("builtin")
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
     rows, t_fit = {}, 0.0
     for seed in _seeds("60-62" if args.quick else args.seeds):
-        kin, identity, camera, lmk = _landmarks(seed, args.frames, args.size, args.cache)
+        kin, identity, camera, lmk = _landmarks(seed, args.frames, args.size, args.cache, args.static)
         blank = np.zeros((len(kin), 1, 1, 3), np.uint8)
         gt = Capture(blank, kin, camera, identity, model)
         t0 = time.perf_counter()
         fit = fit_landmarks(lmk, model, progress=False)
         t_fit += time.perf_counter() - t0
         fitted = Capture(blank, fit.kinematics, fit.camera, fit.identity, model, landmark_residual=fit.residual)
-        rows[seed] = {k: round(v, 4) for k, v in tracking_errors(gt, fitted).items()}
+        row = {**tracking_errors(gt, fitted), **rotation_error_parts(gt, fitted)}
+        if args.oracle:
+            exact = fit_landmarks(_exact_landmarks(gt, lmk), model, progress=False)
+            oracle = Capture(blank, exact.kinematics, exact.camera, exact.identity, model,
+                             landmark_residual=exact.residual)
+            errors = tracking_errors(gt, oracle)
+            row.update({f"oracle_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+        rows[seed] = {k: round(v, 4) for k, v in row.items()}
     keys = list(next(iter(rows.values())))
     summary = {f"{k}_{agg}": round(float(fn([r[k] for r in rows.values()])), 4)
                for k in keys for agg, fn in (("mean", np.mean), ("max", np.max))}
@@ -89,7 +120,10 @@ def main() -> None:
         "seeds": list(rows), "frames": args.frames, "size": args.size, **summary,
         "expression_mae_target_met_on": sum(r["expression_mae"] <= 0.08 for r in rows.values()),
         "rotation_relative_target_met_on": sum(r["rotation_relative_deg"] <= 1.5 for r in rows.values()),
-        "n_seeds": n_seeds, "fit_s_per_seed": round(t_fit / n_seeds, 2), "per_seed": rows,
+        **({"oracle_rotation_relative_target_met_on":
+            sum(r["oracle_rotation_relative_deg"] <= 1.5 for r in rows.values())} if args.oracle else {}),
+        "detector": "static" if args.static else "tracking", "n_seeds": n_seeds,
+        "fit_s_per_seed": round(t_fit / n_seeds, 2), "per_seed": rows,
     }))
 
 

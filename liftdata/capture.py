@@ -10,6 +10,7 @@ On disk (`Capture.save(dir)`)::
 
     dir/capture.json      ids, fps, head model id/version, camera, kinematics, quality
     dir/identity.npy      the head model's identity (builtin: template offsets [V, 3])
+    dir/static_offset.npy FLAME only, when the head model carries VHAP's static offset [1, V, 3]
     dir/frames/000000.png ... one PNG per frame
 """
 
@@ -92,6 +93,8 @@ class Capture:
         fps: frame rate of the source.
         landmark_residual: [T] mean landmark reprojection error in pixels (NaN if unknown).
         face_found: [T] whether a face was detected (False: kinematics were interpolated).
+        extra: JSON-safe notes on where the frames came from (e.g. "crop"; "vhap": the source
+            folder's camera, timestep indices, splits and mask paths, see `liftdata.io.vhap`).
     """
 
     frames: FrameSource
@@ -134,6 +137,9 @@ class Capture:
                                        "camera": self.camera.to_dict(), "frames": len(self)}).encode())
         for array in (self.identity, self.face_found, *(getattr(self.kinematics, f) for f in KINEMATIC_FIELDS)):
             h.update(np.ascontiguousarray(array, np.float32).tobytes())
+        offset = getattr(self.head_model, "static_offset", None)  # a VHAP subject's template offsets
+        if offset is not None:
+            h.update(np.ascontiguousarray(offset, np.float32).tobytes())
         return h.hexdigest()
 
     def resized(self, long_side: int) -> Capture:
@@ -159,6 +165,8 @@ class Capture:
             if not cv2.imwrite(str(tmp / "frames" / f"{i:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
                 raise CaptureError(f"{tmp}: failed to write frame {i} (disk full or not writable?)")
         np.save(tmp / "identity.npy", self.identity)
+        if getattr(self.head_model, "static_offset", None) is not None:  # FLAME with VHAP's static offset
+            np.save(tmp / "static_offset.npy", self.head_model.static_offset)
         doc = {
             "format_version": CAPTURE_FORMAT_VERSION,
             "capture_id": self.capture_id, "subject_id": self.subject_id, "fps": self.fps,
@@ -186,6 +194,10 @@ class Capture:
             from liftdata.head import load_head_model
 
             head_model = load_head_model(doc["head_model"]["id"])
+        if (d / "static_offset.npy").is_file():
+            from liftdata.io.vhap import with_static_offset
+
+            head_model = with_static_offset(head_model, np.load(d / "static_offset.npy"))
         frames = ImageFolderFrames(sorted((d / "frames").glob("*.png")))
         residual = np.array([np.nan if x is None else x for x in doc["landmark_residual"]], np.float32)
         try:

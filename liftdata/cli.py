@@ -33,7 +33,7 @@ def _input_kind(path: Path) -> str:
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
     if path.is_dir():
-        return "tracked" if (path / "capture.json").is_file() or any(path.glob("transforms_*.json")) else "images"
+        return "tracked" if (path / "capture.json").is_file() or any(path.glob("transforms*.json")) else "images"
     return "images" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
 
 
@@ -44,6 +44,10 @@ def _open_input(args: argparse.Namespace):
     path = Path(args.input)
     kind = _input_kind(path)
     model = _load_model(args)
+    if kind == "tracked" and args.camera is not None:  # one camera of a multi-camera VHAP folder
+        from liftdata.io.vhap import import_vhap
+
+        return LiftDataset(import_vhap(path, model, args.camera))
     if kind == "tracked":
         return LiftDataset.from_tracked(path, model)
     if kind == "images":
@@ -79,10 +83,13 @@ def _config_from_args(args: argparse.Namespace) -> ExpandConfig:
     config = ExpandConfig(
         **{_input_kind(path): str(path)}, head_model=args.head_model, flame_model=args.flame_model,
         flame_embedding=args.flame_embedding, max_frames=args.max_frames, stride=args.stride, subject=args.subject,
+        camera=args.camera,
         n=args.n, seed=args.seed, size=args.size, crop=args.crop, include_captured=not args.no_captured,
+        quality_gate=args.quality_gate, quality_threshold=args.quality_threshold, pose_support=args.pose_support,
+        keep_unfit=args.keep_unfit, matte=args.matte,
         sampler=_sampler_spec(args.sampler), lifter=args.lifter, checkpoint=args.checkpoint, dtype=args.dtype,
         device=args.device, out=args.out, format=args.format, shard_size=args.shard_size,
-        preview=not args.no_preview)
+        preview=not args.no_preview, split=args.split, background=args.background)
     return resolve_paths(config, Path.cwd())
 
 
@@ -180,9 +187,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    """Versions, render backend and installed extras."""
+    """Versions, render backend and installed extras; with DIR, what a written dataset holds."""
     import liftdata
     from liftdata.render.raster import resolve_backend
+
+    if args.dir is not None:  # format, schema version, counts, shards, complete or not, members
+        from liftdata.io.verify import dataset_summary
+
+        print("\n".join(dataset_summary(args.dir).lines()))
+        return 0
 
     print(f"liftdata {liftdata.__version__}")
     print(f"render backend (auto): {resolve_backend('auto')}")
@@ -211,6 +224,7 @@ def _input_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="use at most this many video frames")
     p.add_argument("--stride", type=int, default=1, help="use every k-th video frame")
     p.add_argument("--subject", type=int, default=0, help="which person of a video to keep (0: most frames)")
+    p.add_argument("--camera", type=int, help="a VHAP folder with several cameras: the camera_index to use")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,11 +247,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="liftavatar: transformer dtype (default float32; bfloat16 on recent GPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=_positive_int, help="longer image side of the output (default: the input's)")
-    p.add_argument("--crop", type=_positive_int, help="head-centred square crop of this side, e.g. 512 "
-                   "(2.5 x the face size, one box for the capture; default: keep the input's framing)")
+    p.add_argument("--crop", type=_crop, default="auto", metavar="S|auto|none",
+                   help="head-centred square crop (2.5 x the face size, one box for the capture) resized to S px; "
+                   "auto (default): 512, or the box's own side if smaller, for videos and images; none: keep "
+                   "the input's framing")
+    p.add_argument("--quality-gate", choices=["resample", "drop", "off"], default="resample",
+                   help="lifted frames under the quality threshold: replaced by re-planned ones that pass "
+                   "(resample, n honoured), not written (drop), or kept (off)")
+    p.add_argument("--quality-threshold", type=float, default=0.425,
+                   help="quality score in [0, 1] a lifted frame must reach (default 0.425, calibrated)")
+    p.add_argument("--pose-support", type=_support, default=25.0, metavar="DEG|none",
+                   help="default sampler: plan no pose farther than DEG from the nearest captured pose (default 25)")
+    p.add_argument("--no-matte", dest="matte", action="store_false", default=None,
+                   help="no foreground alpha (default: every sample gets {key}.alpha.png when mediapipe is installed)")
+    p.add_argument("--keep-unfit", action="store_true",
+                   help="also write captured frames without a face or with an outlier fit (flagged)")
     p.add_argument("--shard-size", type=_positive_int, default=1000, help="samples per shard")
     p.add_argument("--no-captured", action="store_true", help="write only the lifted frames")
     p.add_argument("--no-preview", action="store_true")
+    p.add_argument("--split", choices=["auto", "none", "source", "extremes", "last30", "last350", "last500"],
+                   default="auto", help="--format vhap: captured frames held out in transforms_test.json (auto: a "
+                   "VHAP input's own test split, else none; extremes: the 10%% most extreme, as avatar compare)")
+    p.add_argument("--background", choices=["white", "black", "keep"], default="white",
+                   help="--format vhap: composite images on this background with their matte (default white)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over: delete what an earlier run left in --out (capture, dataset, preview)")
     p.set_defaults(run=_expand)
@@ -288,7 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_avatar_parser(sub)
     for name, (_, text) in PASSTHROUGH.items():
         sub.add_parser(name, help=text, add_help=False)
-    sub.add_parser("info", help="versions, render backend and installed extras").set_defaults(run=_info)
+    p = sub.add_parser("info", help="versions, render backend and installed extras; or what dataset DIR holds",
+                       description=_info.__doc__)
+    p.add_argument("dir", nargs="?", help="a dataset directory: print its format, schema version, sample counts "
+                                          "(captured/lifted), shards, completeness and members")
+    p.set_defaults(run=_info)
     return parser
 
 
@@ -305,6 +341,23 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _crop(text: str) -> int | str | None:
+    """--crop: a side in pixels, `auto` or `none`."""
+    if text.lower() in ("auto", "none"):
+        return None if text.lower() == "none" else "auto"
+    return _positive_int(text)
+
+
+def _support(text: str) -> float | None:
+    """--pose-support: degrees, or `none` for no limit."""
+    if text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected degrees or 'none', got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,11 +32,15 @@ __all__ = ["ExpandConfig", "ConfigError", "FORMATS", "HEAD_MODELS", "LIFTERS", "
            "recipe_paths", "checkpoint_digest", "resolve_paths"]
 
 FORMATS = ("webdataset", "parquet", "vhap")
+VHAP_SPLITS = ("auto", "none", "source", "extremes", "last30", "last350", "last500")  #: liftdata.io.vhap.SPLIT_RULES
+VHAP_BACKGROUNDS = ("white", "black", "keep")  #: liftdata.io.vhap.BACKGROUNDS
 HEAD_MODELS = ("builtin", "flame")
 LIFTERS = ("warp", "liftavatar")
 INPUT_KINDS = ("video", "images", "tracked", "synthetic")
+GATE_POLICIES = ("resample", "drop", "off")  #: = liftdata.lifters.quality.GATE_POLICIES (kept import-light)
 MAX_SIZE = 4096  #: largest output side: one 4096² frame with its maps is ~0.2 GB in the lifter; more is a typo
 MIN_CROP = 64  #: smallest head-crop side (pixels): the tracker refuses faces under 64 px
+AUTO_CROP = 512  #: crop "auto": the output side (INSTA / metrical-tracker's 512), unless the box is smaller
 MAX_SEED = 2**63 - 1  #: numpy seeds are non-negative integers
 
 
@@ -70,6 +74,9 @@ class ExpandConfig:
     """Use every k-th video frame."""
     subject: int = _field(0, "input")
     """Which person of a video to keep: 0 = the one with most frames (`liftdata track` lists them)."""
+    camera: int | None = _field(None, "input")
+    """A VHAP input with several cameras: the `camera_index` to expand (a capture is one camera; a
+    multi-camera folder is refused without it)."""
 
     # ---------------------------------------------------------------- expansion
     n: int = _field(None, "expand")
@@ -78,10 +85,13 @@ class ExpandConfig:
     """Plan and lifter seed: the same seed gives the same dataset."""
     size: int | None = _field(None, "expand")
     """Longer image side of the output (default: the input's)."""
-    crop: int | None = _field(None, "expand")
-    """Head-centred square crop of this side in pixels (INSTA-style: 2.5 x the face size, one box
-    for the whole capture, intrinsics adjusted so the kinematics stay exact); none keeps the input's
-    framing. Captured and lifted frames share it."""
+    crop: int | str | None = _field("auto", "expand")
+    """Head-centred square crop (INSTA-style: 2.5 x the face size, one box for the whole capture,
+    intrinsics adjusted so the kinematics stay exact), resized to this side in pixels. `auto`
+    (default): for a video or images (and a capture liftdata tracked from them), side `AUTO_CROP`
+    (512), or the box's own side when that is smaller (no upsampling); a VHAP folder or a synthetic
+    input keeps its framing. `none` keeps the
+    input's framing. Captured and lifted frames share it."""
     include_captured: bool = _field(True, "expand")
     """Write the captured frames before the lifted ones."""
     sampler: dict | None = _field(None, "expand")
@@ -94,6 +104,23 @@ class ExpandConfig:
     """liftavatar transformer dtype (float32, bfloat16, float16)."""
     device: str = _field("auto", "expand", "lifter.device", identity=False)
     """liftavatar torch device (auto: cuda when available)."""
+    quality_gate: str = _field("resample", "expand", "quality.gate")
+    """Lifted frames whose quality score is under `quality_threshold`: `resample` (replaced by
+    freshly planned frames that pass, so n is honoured; after `GATE_ROUNDS` rounds the best
+    candidate is kept and flagged), `drop` (not written, counted) or `off` (kept). The score is
+    recorded in every lifted sample's `meta.extra.quality` whatever the policy."""
+    quality_threshold: float = _field(0.425, "expand", "quality.threshold")
+    """Quality score in [0, 1] a lifted frame must reach (default: `lifters.quality.QUALITY_THRESHOLD`,
+    calibrated against ground-truth PSNR on synthetic subjects)."""
+    pose_support: float | None = _field(25.0, "expand")
+    """Default sampler only: no frame is planned farther than this many degrees from the nearest
+    captured head pose (none: the sampler's ranges as they are). A sampler spec sets its own."""
+    matte: bool | None = _field(None, "expand")
+    """Foreground alpha for every sample (`{key}.alpha.png`): mediapipe's selfie matte refined with
+    the head model's mask; none (auto): on when mediapipe (the `track` extra) is installed."""
+    keep_unfit: bool = _field(False, "expand")
+    """Also write captured frames without a face or with an outlier fit (flagged in
+    `meta.extra.fit`); they are never references either way."""
 
     # ---------------------------------------------------------------- output
     out: str | None = _field(None, "output", "dir", identity=False)
@@ -104,6 +131,13 @@ class ExpandConfig:
     """Samples per shard."""
     preview: bool = _field(True, "output", identity=False)
     """Write `out/preview/` (contact sheet, coverage plot, index.html)."""
+    split: str = _field("auto", "output", identity=False)
+    """vhap format: which captured frames go to transforms_test.json: auto (a VHAP input's own
+    splits, else none) | none | source | extremes (10% most extreme, as `avatar compare`) | last30
+    | last350 | last500. Lifted frames are train. Recorded by the VHAP writer, not the manifest."""
+    background: str = _field("white", "output", identity=False)
+    """vhap format: images composited on white | black | keep (GaussianAvatars' data is white)
+    with the matte written to fg_masks/. Recorded by the VHAP writer."""
 
     def __post_init__(self) -> None:
         _check_fields(self)
@@ -216,16 +250,39 @@ def _check_fields(c: ExpandConfig) -> None:
         raise bad("seed", f"an integer in [0, {MAX_SEED}]")
     if c.size is not None and not (_int(c.size) and 0 < c.size <= MAX_SIZE):
         raise bad("size", f"a positive integer up to {MAX_SIZE} (pixels), or none")
-    if c.crop is not None and not (_int(c.crop) and MIN_CROP <= c.crop <= MAX_SIZE):
-        raise bad("crop", f"an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), or none")
+    if c.crop not in (None, "auto") and not (_int(c.crop) and MIN_CROP <= c.crop <= MAX_SIZE):
+        raise bad("crop", f"an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), auto or none")
     for name in ("stride", "shard_size"):
         if not (_int(getattr(c, name)) and getattr(c, name) > 0):
             raise bad(name, "a positive integer")
     if not (_int(c.subject) and c.subject >= 0):
         raise bad("subject", "a non-negative integer (0: the person with most frames)")
+    if c.camera is not None and not (_int(c.camera) and c.camera >= 0):
+        raise bad("camera", "a non-negative integer (a VHAP camera_index), or none")
+    if c.camera is not None and c.input_kind not in (None, "tracked"):
+        raise ConfigError(f"camera: only a VHAP (tracked) input has cameras to pick from, the input is {c.input_kind}")
+    if c.split not in VHAP_SPLITS:
+        raise bad("split", f"one of {', '.join(VHAP_SPLITS)}")
+    if c.background not in VHAP_BACKGROUNDS:
+        raise bad("background", f"one of {', '.join(VHAP_BACKGROUNDS)}")
+    if c.split == "source" and c.input_kind not in (None, "tracked"):
+        raise ConfigError(f"split: source keeps a VHAP input's own splits, the input is {c.input_kind}")
+    if c.format != "vhap" and (c.split, c.background) != ("auto", "white"):
+        raise ConfigError(f"split/background: only the vhap format has splits and a background, the format is "
+                          f"{c.format}")
     if c.max_frames is not None and not (_int(c.max_frames) and c.max_frames > 0):
         raise bad("max_frames", "a positive integer or none")
-    for name in ("include_captured", "preview"):
+    if c.quality_gate not in GATE_POLICIES:
+        raise bad("quality_gate", f"one of {', '.join(GATE_POLICIES)}")
+    if not (isinstance(c.quality_threshold, numbers.Real) and not isinstance(c.quality_threshold, bool)
+            and 0.0 <= c.quality_threshold <= 1.0):
+        raise bad("quality_threshold", "a score in [0, 1]")
+    if c.pose_support is not None and not (isinstance(c.pose_support, numbers.Real)
+                                           and not isinstance(c.pose_support, bool) and 0 < c.pose_support <= 180):
+        raise bad("pose_support", "degrees in (0, 180], or none")
+    if c.matte is not None and not isinstance(c.matte, bool):
+        raise bad("matte", "true, false or none (auto)")
+    for name in ("include_captured", "preview", "keep_unfit"):
         if not isinstance(getattr(c, name), bool):
             raise bad(name, "true or false")
     for name, choices in (("format", FORMATS), ("head_model", HEAD_MODELS), ("lifter", LIFTERS)):

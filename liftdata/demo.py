@@ -50,5 +50,7 @@ def run_demo(out: Path, n: int = 64, size: int = 256) -> dict[str, str]:
         expansion = dataset.expand(n, sampler, seed=0, size=size)
         result = expansion.write_webdataset(out / name / "webdataset", max_count=64)
         written[f"{name} dataset"] = f"{result.out_dir} ({result.n_samples} samples)"
+        for i, note in enumerate(n for n in (expansion.captured_summary(), expansion.gate_summary()) if n):
+            written[f"{name} note {i + 1}"] = note
         written[f"{name} preview"] = str(expansion.preview(out / name / "preview"))
     return written

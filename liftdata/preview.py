@@ -23,7 +23,7 @@ import numpy as np
 from liftdata.io.schema import Sample
 from liftdata.kinematics import Kinematics
 
-__all__ = ["preview_samples", "write_preview", "preview_dataset", "quality_of", "worst_samples"]
+__all__ = ["preview_samples", "write_preview", "preview_dataset", "quality_of", "worst_samples", "preview_vhap"]
 
 
 def quality_of(sample: Sample) -> float | None:
@@ -67,6 +67,9 @@ def _row(sample: Sample, tile: int) -> np.ndarray:
     box = _head_box(a["mask"], a["image"].shape[:2])
     parts = [a["image"][box]] + [(np.repeat(a[m][..., None], 3, -1) if a[m].ndim == 2 else a[m])[box]
                                  for m in ("shading", "normal", "mask") if a[m] is not None]
+    if a.get("alpha") is not None:  # the frame on white through its foreground alpha
+        alpha = a["alpha"][box][..., None].astype(np.float32) / 255
+        parts.append((a["image"][box] * alpha + 255 * (1 - alpha) + 0.5).astype(np.uint8))
     row = np.concatenate([cv2.resize(c, (tile, tile), interpolation=cv2.INTER_AREA) for c in parts], 1)
     score = quality_of(sample)
     label = f"{sample.key} ({sample.meta['source']}" + ("" if score is None else f", score {score:.2f}") + ")"
@@ -76,7 +79,8 @@ def _row(sample: Sample, tile: int) -> np.ndarray:
 
 def preview_samples(samples: Iterable[Sample], path: str | os.PathLike, n: int = 8, tile: int = 160,
                     columns: int = 2) -> str:
-    """A contact sheet PNG: per sample image | shading | normal | mask, `columns` samples per row."""
+    """A contact sheet PNG: per sample image | shading | normal | mask (| the image matted on white, when
+    the sample has an alpha), `columns` samples per row."""
     cells = [_row(s, tile) for s, _ in zip(samples, range(n))]
     if not cells:
         raise ValueError("preview: no samples to show")
@@ -111,7 +115,7 @@ def _page(out_dir: Path, title: str, numbers: dict, n_captured: int, n_lifted: i
 <style>body{{font-family:sans-serif;margin:2em;background:#111;color:#eee}} img{{max-width:100%}}
 pre{{margin:0}} td,th{{vertical-align:top;padding:4px 12px;text-align:left}}</style>
 <h1>{html.escape(title)}</h1>
-<p>{n_captured} captured and {n_lifted} lifted frames. Each row: image | shading | normal | mask.</p>
+<p>{n_captured} captured and {n_lifted} lifted frames. Each row: image | shading | normal | mask | (with an alpha matte) the image matted on white.</p>
 <h2>Captured vs lifted</h2><img src="preview.png">{worst_html}
 <h2>Coverage of the expression and pose space</h2><img src="coverage.png">
 <table>{rows}</table>
@@ -164,6 +168,8 @@ def preview_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike |
     from liftdata.io.verify import finished_manifest
 
     d = Path(dataset_dir)
+    if not (d / "manifest.json").is_file() and (any(d.glob("transforms*.json"))):
+        return preview_vhap(d, out_dir, n)
     manifest = finished_manifest(d)
     read = read_webdataset if manifest["format"] == "webdataset" else read_parquet
 
@@ -191,4 +197,60 @@ def preview_dataset(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike |
     numbers = _coverage_figures(captured if captured is not None else lifted, lifted if captured is not None else None,
                                 model, out)
     return _page(out, f"liftdata dataset: {d.name}", numbers, len(kin["captured"]), len(kin["lifted"]), worst)
+
+
+# ---------------------------------------------------------------------- VHAP / GaussianAvatars folders
+def _vhap_cell(d: Path, frame: dict, tile: int) -> np.ndarray:
+    """image | fg mask of one transforms.json frame entry, labelled with its split and origin."""
+    from liftdata.io.vhap import VhapError
+
+    parts = []
+    for key in ("file_path", "fg_mask_path"):
+        if not frame.get(key):
+            continue
+        img = cv2.imread(str(d / frame[key]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise VhapError(f"{d / frame[key]}: cannot read the image this folder's transforms list")
+        parts.append(cv2.resize(img[..., ::-1], (tile, tile), interpolation=cv2.INTER_AREA))
+    row = np.concatenate(parts, 1)
+    label = (f"t{frame['timestep_index']} c{frame.get('camera_index', 0)} {frame['_split'] or '-'}"
+             + (" lifted" if frame.get("synthetic") else ""))
+    cv2.putText(row, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 255), 1, cv2.LINE_AA)
+    return row
+
+
+def preview_vhap(directory: str | os.PathLike, out_dir: str | os.PathLike | None = None, n: int = 12,
+                 tile: int = 160) -> Path:
+    """Preview a VHAP/GaussianAvatars folder (no FLAME model needed): frames spread over it as
+    image | foreground mask with their split, and counts per split, camera and origin."""
+    from liftdata.io.vhap import read_vhap_frames
+
+    d = Path(directory)
+    _, frames = read_vhap_frames(d)
+    frames.sort(key=lambda fr: (int(fr["timestep_index"]), int(fr.get("camera_index", 0))))
+    cells = [_vhap_cell(d, frames[i], tile) for i in _spread(len(frames), n)]
+    width = max(c.shape[1] for c in cells)
+    cells = [np.pad(c, ((0, 2), (0, width - c.shape[1] + 2), (0, 0))) for c in cells]
+    cells += [np.zeros_like(cells[0])] * (-len(cells) % 2)
+    sheet = np.concatenate([np.concatenate(cells[i:i + 2], 1) for i in range(0, len(cells), 2)], 0)
+    out = Path(out_dir) if out_dir else d / "preview"
+    out.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(out / "preview.png"), sheet[..., ::-1]):
+        raise OSError(f"{out / 'preview.png'}: cannot write the preview image")
+    numbers = {"frames": len(frames), "timesteps": len({fr["timestep_index"] for fr in frames}),
+               "cameras": sorted({int(fr.get("camera_index", 0)) for fr in frames}),
+               "splits": {str(s): sum(fr["_split"] == s for fr in frames) for s in ("train", "val", "test", None)},
+               "lifted (synthetic)": sum(bool(fr.get("synthetic")) for fr in frames),
+               "with fg_mask": sum(bool(fr.get("fg_mask_path")) for fr in frames)}
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
+                   for k, v in numbers.items())
+    title = html.escape(d.name)
+    (out / "index.html").write_text(f"""<!doctype html><meta charset="utf-8"><title>VHAP folder: {title}</title>
+<style>body{{font-family:sans-serif;margin:2em;background:#111;color:#eee}} img{{max-width:100%}}
+td,th{{padding:4px 12px;text-align:left}}</style>
+<h1>VHAP / GaussianAvatars folder: {title}</h1>
+<p>Frames spread over the folder: image | foreground mask (timestep, camera, split). Coverage plots need the
+FLAME model: preview a WebDataset/Parquet expansion for them.</p><img src="preview.png"><table>{rows}</table>
+""")
+    return out / "index.html"
 

@@ -11,8 +11,9 @@ API users all call it. It reads as the job does:
    load a tracked directory, or make a synthetic subject.
 3. expand, write (resuming after the last complete shard), preview.
 
-A quality gate or any other per-frame step belongs in step 3, between `dataset.expand(...)` and
-the writer (an `Expansion` is a lazy stream of samples); its settings are `ExpandConfig` fields.
+Per-frame steps live in the `Expansion` (a lazy stream of samples): captured frames unfit as
+samples are left out (`keep_unfit`), every lifted frame is scored and gated (`quality_gate`,
+`quality_threshold`); their settings are `ExpandConfig` fields, and what they did is printed.
 """
 
 from __future__ import annotations
@@ -43,11 +44,13 @@ class RunResult:
     n_lifted: int
     rank: int = 0
     world_size: int = 1
+    notes: tuple[str, ...] = ()  # what was left out or replaced (unfit captured frames, the quality gate)
 
     def lines(self) -> list[str]:
         part = f", part {self.rank + 1} of {self.world_size}" if self.world_size > 1 else ""
         out = [f"dataset : {self.dataset}  ({self.n_samples} samples: {self.n_captured} captured + "
                f"{self.n_lifted} lifted{part})"]
+        out += [f"note    : {note}" for note in self.notes]
         return out + ([f"preview : {self.preview}"] if self.preview else [])
 
 
@@ -71,21 +74,29 @@ def run_expand(config: ExpandConfig, *, overwrite: bool = False, progress: bool 
     with _writing(ready.out / "capture"):
         dataset = open_input(ready)
     expansion = dataset.expand(config.n, ready.sampler, ready.lifter, seed=config.seed, size=config.size,
-                               include_captured=config.include_captured, config=config)
+                               include_captured=config.include_captured, config=config,
+                               quality_gate=config.quality_gate, quality_threshold=config.quality_threshold,
+                               keep_unfit=config.keep_unfit, pose_support=config.pose_support, matte=config.matte)
+    n_samples = len(expansion)
     with _writing(ready.out / config.format):
         if config.format == "vhap":
             where = expansion.write_vhap(ready.out / "vhap")
+            n_samples = _json_file(where / "liftdata.json")["frames"]  # what was written (the drop gate drops)
         else:
             write = expansion.write_webdataset if config.format == "webdataset" else expansion.write_parquet
-            where = write(ready.out / config.format, max_count=config.shard_size, progress=progress).out_dir
+            written = write(ready.out / config.format, max_count=config.shard_size, progress=progress)
+            where = written.out_dir
+            if config.quality_gate == "drop":  # one process (refused otherwise): what was kept
+                n_samples = written.n_samples
     if progress and ready.rank == 0:  # the plan behind it, and what the pose support pulled back
         print("plan: " + expansion.plan.summary().replace("\n", "\n      "), file=sys.stderr)
     preview = None
     if config.preview and ready.rank == 0:  # one preview in a multi-process run
         with _writing(ready.out / "preview"):
             preview = expansion.preview(ready.out / "preview")
-    return RunResult(Path(where), preview, len(expansion), expansion.n_captured, config.n, ready.rank,
-                     ready.world_size)
+    notes = tuple(n for n in (expansion.captured_summary(), expansion.gate_summary()) if n)
+    return RunResult(Path(where), preview, n_samples, expansion.n_captured, n_samples - expansion.n_captured,
+                     ready.rank, ready.world_size, notes)
 
 
 @contextmanager
@@ -132,7 +143,7 @@ def preflight(config: ExpandConfig, *, overwrite: bool = False) -> Prepared:
     lifter = load_lifter(config.lifter, config.checkpoint, device=config.device, torch_dtype=config.dtype)
     head_model = _head_model(config) if config.input_kind != "synthetic" else None
     if overwrite:  # start over: what earlier runs left in out/ (only liftdata's own folders)
-        for sub in ("capture", "webdataset", "parquet", "vhap", "preview"):
+        for sub in ("capture", "webdataset", "parquet", "vhap", ".vhap.tmp", "preview"):
             shutil.rmtree(out / sub, ignore_errors=True)
     return Prepared(config, out, sampler, lifter, head_model, fingerprint, rank, world_size)
 
@@ -192,10 +203,17 @@ def _check_recorded(config: ExpandConfig, out: Path, fingerprint: dict[str, Any]
         if diff:
             raise DatasetDirError(f"{out / 'capture'}: tracked from another input or with other settings ({diff}); "
                                   "use another output directory, or --overwrite to start over")
-    if config.format == "vhap":  # written whole into a temp dir, then renamed: nothing partial to resume
-        if (out / "vhap").exists():
-            raise DatasetDirError(f"{out / 'vhap'}: already exists (a VHAP export is written whole, not resumed); "
-                                  "use another output directory, or --overwrite to start over")
+    if config.format == "vhap":  # VHAP writer's record: finished in out/vhap, in progress in out/.vhap.tmp
+        identity = {**config.identity(), "split": config.split, "background": config.background}
+        for where in (out / "vhap", out / ".vhap.tmp"):
+            recorded = _json_file(where / "liftdata.json")
+            if where.exists() and recorded is None and where.name == "vhap":
+                raise DatasetDirError(f"{where}: already exists and was not written by this liftdata (no "
+                                      "liftdata.json); use another output directory, or --overwrite to start over")
+            diff = identity_diff(recorded.get("identity"), identity, keys=sorted(identity)) if recorded else None
+            if diff:
+                raise DatasetDirError(f"{where}: holds a VHAP export made with other settings ({diff}); rerun with the "
+                                      "same settings to resume, or --overwrite to start over")
         return
     identity = config.identity()
     for where, recorded in recorded_identities(out / config.format):
@@ -203,6 +221,15 @@ def _check_recorded(config: ExpandConfig, out: Path, fingerprint: dict[str, Any]
         if diff:
             raise DatasetDirError(f"{where}: holds a dataset made with other settings ({diff}); rerun with the "
                                   "same settings to resume, or --overwrite to start over")
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _head_model(config: ExpandConfig) -> Any:
@@ -230,6 +257,10 @@ def open_input(ready: Prepared) -> Any:
         return _cropped(LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48),
                                                  size=spec.get("size", 256))), config.crop)
     if kind == "tracked":
+        if config.camera is not None:  # one camera of a multi-camera VHAP folder
+            from liftdata.io.vhap import import_vhap
+
+            return _cropped(LiftDataset(import_vhap(config.tracked, ready.head_model, config.camera)), config.crop)
         return _cropped(LiftDataset.from_tracked(config.tracked, ready.head_model), config.crop)
 
     def track() -> Any:
@@ -239,16 +270,24 @@ def open_input(ready: Prepared) -> Any:
                                       stride=config.stride, subject=config.subject)
 
     return _cropped(track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank),
-                    config.crop)
+                    config.crop, tracked_here=True)
 
 
-def _cropped(dataset: Any, crop: int | None) -> Any:
-    """The head-centred crop of the (saved, uncropped) capture: one box, so one camera serves all frames."""
-    if crop is None:
+def _cropped(dataset: Any, crop: int | str | None, tracked_here: bool = False) -> Any:
+    """The head-centred crop of the (saved, uncropped) capture: one box, so one camera serves all
+    frames. `crop="auto"`: only for captures liftdata tracked (a video, images, or their saved
+    capture), side `AUTO_CROP` or the box's own side when smaller (never upsampled)."""
+    extra = dataset.capture.extra or {}
+    tracked_here = tracked_here or ("tracking" in extra and "vhap" not in extra)  # a capture liftdata tracked
+    if crop is None or (crop == "auto" and not tracked_here):
         return dataset
+    from liftdata.config import AUTO_CROP
     from liftdata.dataset import LiftDataset
     from liftdata.track.crop import CropConfig, crop_capture
 
     capture = dataset.capture
-    return LiftDataset(crop_capture(capture, CropConfig(size=crop, per_shot=False)).capture(capture))
-
+    size = AUTO_CROP if crop == "auto" else int(crop)
+    cropped = crop_capture(capture, CropConfig(size=size, per_shot=False))
+    if crop == "auto" and (side := int(round(float(cropped.boxes[0][2])))) < size:
+        cropped = crop_capture(capture, CropConfig(size=side + side % 2, per_shot=False))
+    return LiftDataset(cropped.capture(capture))

@@ -81,7 +81,8 @@ def test_expand_preview_and_rerun(tmp_path, video, capsys):
     keys = [r["__key__"] for r in records]
     assert len(set(keys)) == FRAMES + N and keys == sorted(keys) and keys[0] == "selfie/000000/000"
     assert [r["json"]["meta"]["source"] for r in records] == ["captured"] * FRAMES + ["lifted"] * N
-    assert records[-1]["png"].shape == (SIZE, SIZE, 3)
+    side = records[-1]["json"]["camera"]["width"]  # --crop auto: the square head box, not upsampled
+    assert records[-1]["png"].shape == (side, side, 3) and side <= 512 and side != SIZE
     # a rerun finds the dataset complete and leaves it as it was
     assert main(args + ["--no-preview"]) == 0
     assert json.loads((out / "webdataset" / "manifest.json").read_text())["shards"] == manifest["shards"]
@@ -161,7 +162,14 @@ def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
     saved = Capture.load(out / "capture")
     assert len(saved) == FRAMES and saved.extra["tracking"]["input"]["input"] == str(video.resolve())
     first = list(read_webdataset(out / "webdataset"))
-    assert all(a.equals(b) for a, b in zip(first, captured_samples(saved)))  # the dataset holds the saved capture
+    from liftdata.dataset import LiftDataset
+    from liftdata.run import _cropped
+    from liftdata.track.matte import FrameMatter
+
+    cropped = _cropped(LiftDataset(saved), "auto").capture  # --crop auto, matted: the saved capture, cropped
+    assert cropped.camera.width != saved.camera.width
+    expected = captured_samples(cropped, matter=FrameMatter(cropped))
+    assert all(a.equals(b) for a, b in zip(first, expected))  # the dataset holds the saved capture
 
     def no_tracking(*args, **kwargs):
         raise AssertionError("tracked again")

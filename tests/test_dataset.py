@@ -63,9 +63,10 @@ def capture():
     return make_capture(0, n_frames=T, size=SIZE)
 
 
-def expansion(capture, lifter=None, n=N, seed=3, **kwargs):
+def expansion(capture, lifter=None, n=N, seed=3, quality_gate="off", **kwargs):
+    """The write mechanics under test count lifter calls: the quality gate (tests/test_quality_gate.py) is off."""
     return LiftDataset(capture).expand(n, mine_extremes(clip_length=CLIP), lifter or CountingLifter(), seed=seed,
-                                       **kwargs)
+                                       quality_gate=quality_gate, **kwargs)
 
 
 def expected_keys(capture, n=N, include_captured=True):
@@ -88,11 +89,18 @@ def plain_records(fmt, out, tmp_path):
     """(key, image, meta, expression) per sample, read with plain webdataset / datasets."""
     if fmt == "webdataset":
         urls = sorted(str(p) for p in out.glob("*.tar"))
-        return [(r["__key__"], r["png"], r["json"]["meta"], np.float32(r["json"]["kinematics"]["expression"]))
+        return [(r["__key__"], r["png"], plain_meta(r["json"]["meta"]),
+                 np.float32(r["json"]["kinematics"]["expression"]))
                 for r in wds.WebDataset(urls, shardshuffle=False).decode("rgb8")]
     ds = datasets.load_dataset("parquet", data_dir=str(out), cache_dir=str(tmp_path / "hf"))["train"]
-    return [(r["key"], np.asarray(r["image"]), json.loads(r["meta"]), np.float32(r["kinematics"]["expression"]))
+    return [(r["key"], np.asarray(r["image"]), plain_meta(r["meta"]), np.float32(r["kinematics"]["expression"]))
             for r in ds]
+
+
+def plain_meta(meta):
+    """Schema v2 stores the sampler's params and meta.extra as JSON texts (one shape for every sample)."""
+    return {**meta, "sampler": {**meta["sampler"], "params": json.loads(meta["sampler"]["params"])},
+            "extra": json.loads(meta["extra"])}
 
 
 def shard_digests(out):
@@ -252,7 +260,8 @@ from liftdata.dataset import LiftDataset, process_rank
 from liftdata.samplers import mine_extremes
 from liftdata.synthetic import make_capture
 
-exp = LiftDataset(make_capture(0, n_frames={T}, size={SIZE})).expand({N}, mine_extremes(clip_length={CLIP}), seed=3)
+exp = LiftDataset(make_capture(0, n_frames={T}, size={SIZE})).expand({N}, mine_extremes(clip_length={CLIP}), seed=3,
+                                                             quality_gate="off")
 exp.write_parquet(sys.argv[1], max_count=3, progress=False)  # RANK / WORLD_SIZE from the environment
 """
 
@@ -303,7 +312,7 @@ class SlowLifter:
         return WarpLifter().lift(references, driving, seed=seed)
 
 exp = LiftDataset(make_capture(0, n_frames={T}, size={SIZE})).expand(
-    int(sys.argv[2]), mine_extremes(clip_length={CLIP}), SlowLifter(), seed=3)
+    int(sys.argv[2]), mine_extremes(clip_length={CLIP}), SlowLifter(), seed=3, quality_gate="off")
 exp.write_webdataset(sys.argv[1], max_count=4, progress=False)
 """
 
@@ -392,7 +401,7 @@ def test_vhap_in_vhap_out(tmp_path, flame):
     with pytest.raises(ValueError, match="subject_vhap.*FLAME"):
         LiftDataset.from_tracked(src)
     exp = LiftDataset.from_tracked(src, flame).expand(6, mine_extremes(clip_length=4))
-    out = exp.write_vhap(tmp_path / "out")
+    out = exp.write_vhap(tmp_path / "out", background="keep")  # frames as captured (default: white background)
     frames = json.loads((out / "transforms_train.json").read_text())["frames"]
     assert len(frames) == 5 + 6
     assert [f["synthetic"] for f in frames] == [False] * 5 + [True] * 6

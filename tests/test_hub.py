@@ -79,7 +79,7 @@ def test_push_to_hub_uploads_a_loadable_dataset(tmp_path, hub, expansion, monkey
         ("create_repo", dict(repo_id="someone/faces", repo_type="dataset", private=True, exist_ok=True)),
         ("upload_folder", dict(folder_path=local, repo_id="someone/faces", repo_type="dataset"))]
     uploaded = sorted(str(p.relative_to(hub.remote)) for p in hub.remote.rglob("*") if p.is_file())
-    assert uploaded == ["README.md", "manifest.json", "train/synthetic-0-000000.parquet",
+    assert uploaded == ["LICENSE.md", "README.md", "manifest.json", "train/synthetic-0-000000.parquet",
                         "train/synthetic-0-000001.parquet", "train/synthetic-0-000002.parquet"]
     # what a user of the Hub gets: the dataset card's configs, and the plain parquet loader
     by_card = datasets.load_dataset(str(hub.remote), cache_dir=str(tmp_path / "hf1"))["train"]
@@ -153,3 +153,21 @@ def test_push_without_a_token_is_one_line(tmp_path, expansion, capsys, monkeypat
     err = capsys.readouterr().err
     assert err == ("liftdata push: error: no valid Hugging Face token: log in (`hf auth login`), set HF_TOKEN or "
                    "pass --token (LocalTokenNotFoundError)\n")
+
+
+def test_pushed_webdataset_loads_from_the_hub_copy(tmp_path, hub, expansion):
+    """The folder `liftdata push` uploads is what the Hub viewer / `load_dataset(repo)` read: its card's
+    configs and features, captured and lifted samples alike (issue 19)."""
+    from test_io_writers import write_v1_dataset
+
+    out = tmp_path / "wds"
+    expansion.write_webdataset(out, progress=False, max_count=4)
+    push_folder(out, "me/faces-wds")
+    by_card = datasets.load_dataset(str(hub.remote), cache_dir=str(tmp_path / "hf"))["train"]
+    assert by_card["__key__"] == [s.key for s in expansion]
+    assert [r["json"]["meta"]["source"] for r in by_card] == ["captured"] * T + ["lifted"] * N
+    old = tmp_path / "v1"  # a schema-v1 WebDataset cannot be loaded: refused before any upload
+    write_v1_dataset("webdataset", old, list(expansion))
+    with pytest.raises(HubError, match=f"^{old}: a schema-v1 WebDataset, which the Hub viewer .* rewrite it as v2"):
+        push_folder(old, "me/old")
+    assert len(hub.instances) == 1

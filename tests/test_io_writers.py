@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import yaml
@@ -22,7 +27,8 @@ import yaml
 import liftdata
 from liftdata.io import (DatasetDirError, SampleError, read_parquet, read_webdataset, resume_state, write_parquet,
                          write_webdataset)
-from liftdata.io.schema import decode_png
+from liftdata.io.parquet import FEATURES
+from liftdata.io.schema import decode_png, encode_png
 from liftdata.io.toy import toy_arrays, toy_sample, toy_samples
 
 WRITERS = {"webdataset": (write_webdataset, read_webdataset), "parquet": (write_parquet, read_parquet)}
@@ -84,7 +90,9 @@ def test_parquet_round_trip(tmp_path, samples):
             np.testing.assert_array_equal(np.asarray(row["kinematics"][field], np.float32),
                                           getattr(s.kinematics, field)[0])
         np.testing.assert_array_equal(np.asarray(row["camera"]["K"]), s.camera.K)
-        assert json.loads(row["meta"]) == s.meta
+        assert row["meta"] == s.document()["meta"] and row["meta"]["schema_version"] == "2"
+        assert json.loads(row["meta"]["extra"]) == s.meta["extra"]
+        assert row["alpha"] is None
     raw = ds.cast_column("image", datasets.Image(decode=False))
     assert [r["image"]["bytes"] for r in raw] == [s.image for s in samples]
     # the dataset card's configs load the same rows
@@ -109,7 +117,11 @@ def test_manifest_and_card(tmp_path, fmt, samples):
     result = write(samples, out, name="faces_v1", max_count=4, progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest == result.manifest
-    assert (manifest["format"], manifest["name"], manifest["schema_version"]) == (fmt, "faces_v1", "1")
+    assert (manifest["format"], manifest["name"], manifest["schema_version"]) == (fmt, "faces_v1", "2")
+    # toy clips 0 and 2 (frames 0-3, 8-9) are captured, clip 1 lifted; every sample has image + 3 maps
+    assert (manifest["n_captured"], manifest["n_lifted"]) == (6, 4)
+    assert [(s["n_captured"], s["n_lifted"]) for s in manifest["shards"]] == [(4, 0), (0, 4), (2, 0)]
+    assert manifest["members"] == ["png", "shading.png", "normal.png", "mask.png"]
     assert manifest["generator"] == f"liftdata {liftdata.__version__}" and manifest["complete"] is True
     assert datetime.fromisoformat(manifest["created"]).tzinfo is not None
     assert manifest["n_samples"] == N and [s["count"] for s in manifest["shards"]] == [4, 4, 2]
@@ -118,14 +130,128 @@ def test_manifest_and_card(tmp_path, fmt, samples):
         assert shard["size"] == len(data) and shard["sha256"] == hashlib.sha256(data).hexdigest()
         assert shard["first_key"] == samples[first].key
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["README.md", "manifest.json", *{Path(s["file"]).parts[0] for s in manifest["shards"]}])
+        ["README.md", "LICENSE.md", "manifest.json", *{Path(s["file"]).parts[0] for s in manifest["shards"]}])
     card = (out / "README.md").read_text()
     assert card.startswith("---\n")
     front = yaml.safe_load(card.split("---\n")[1])
-    assert front["license"] and front["pretty_name"] and "liftdata" in front["tags"]
+    assert front["pretty_name"] and "liftdata" in front["tags"]
+    # license: other needs a name and a link (Hub metadata rules); the link is the LICENSE.md written with it
+    assert (front["license"], front["license_name"]) == ("other", "source-footage")
+    assert (out / front["license_link"]).read_text().startswith("# License of faces_v1")
+    assert "source footage" in (out / front["license_link"]).read_text()
+    features = datasets.Features._from_yaml_list(front["dataset_info"]["features"])
+    columns = (["png", "shading.png", "normal.png", "mask.png", "json", "__key__", "__url__"] if fmt == "webdataset"
+               else ["key", "image", "shading", "normal", "mask", "alpha", "kinematics", "camera", "meta"])
+    assert list(features) == columns
     pattern = front["configs"][0]["data_files"][0]["path"]
     assert sorted(glob.glob(str(out / pattern))) == [str(out / s["file"]) for s in manifest["shards"]]
     assert f"{N} samples" in card
+
+
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_alpha_member_round_trip(tmp_path, fmt, samples, rng):
+    """Schema v2's foreground matte: `{key}.alpha.png` / the `alpha` column, read back by liftdata and plain readers."""
+    write, read = WRITERS[fmt]
+    mattes = [rng.uniform(0, 1, (SIZE, SIZE)) for _ in samples]
+    with_alpha = [dataclasses.replace(s, alpha=encode_png(np.round(m * 255).astype(np.uint8)))
+                  for s, m in zip(samples, mattes)]
+    out = tmp_path / "ds"
+    result = write(iter(with_alpha), out, max_count=4, progress=False)
+    assert result.manifest["members"][-1] == "alpha.png"
+    back = list(read(out))
+    assert_same(back, with_alpha)
+    for s, m in zip(back, mattes):
+        np.testing.assert_array_equal(s.to_arrays()["alpha"], np.round(m * 255).astype(np.uint8))
+    if fmt == "webdataset":
+        plain = list(wds.WebDataset([str(p) for p in result.files], shardshuffle=False).decode("l8"))
+        alphas = [r["alpha.png"] for r in plain]
+    else:
+        plain = datasets.load_dataset("parquet", data_dir=str(out), cache_dir=str(tmp_path / "hf"))["train"]
+        alphas = [np.asarray(r["alpha"]) for r in plain]
+    for got, m in zip(alphas, mattes):
+        np.testing.assert_array_equal(got, np.round(m * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_samples_with_other_members_are_refused(tmp_path, fmt, samples):
+    write, _ = WRITERS[fmt]
+    no_mask = dataclasses.replace(samples[2], mask=None)
+    with pytest.raises(SampleError, match=f"^sample '{samples[2].key}': members: has png, shading.png, normal.png; "
+                                          "every sample of the dataset must have the first sample's png, "
+                                          "shading.png, normal.png, mask.png"):
+        write([*samples[:2], no_mask], tmp_path / "a", progress=False)
+    out = tmp_path / "b"  # the members of a resumed write are those recorded by its first run
+    with pytest.raises(RuntimeError, match="crash"):
+        write(crashing(samples, after=5), out, max_count=2, progress=False)
+    with pytest.raises(SampleError, match="members: has png, shading.png, normal.png, mask.png, alpha.png;"):
+        write([*samples[:4], *(dataclasses.replace(s, alpha=s.mask) for s in samples[4:])], out, max_count=2,
+              progress=False)
+
+
+def crashing(samples, after):
+    for i, s in enumerate(samples):
+        if i == after:
+            raise RuntimeError("crash")
+        yield s
+
+
+# ---------------------------------------------------------------------- schema v1 datasets are still read
+def v1_meta(sample):
+    """The meta liftdata wrote in schema v1: nulls for captured frames, no extra when there is none."""
+    return {**{k: v for k, v in sample.meta.items() if k != "extra" or v}, "schema_version": "1"}
+
+
+def write_v1_dataset(fmt, out: Path, samples) -> None:
+    """A schema-v1 dataset as liftdata 0.x wrote it, built by hand: one shard, a v1 manifest."""
+    docs = [{**s.document(), "meta": v1_meta(s)} for s in samples]
+    if fmt == "webdataset":
+        shard = out / "old-000000.tar"
+        out.mkdir()
+        with tarfile.open(shard, "w") as tar:
+            for s, doc in zip(samples, docs):
+                for ext, data in (("png", s.image), ("shading.png", s.shading), ("normal.png", s.normal),
+                                  ("mask.png", s.mask), ("json", json.dumps(doc).encode())):
+                    info = tarfile.TarInfo(f"{s.key}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    else:
+        shard = out / "train" / "old-000000.parquet"
+        shard.parent.mkdir(parents=True)
+        image = lambda b: {"bytes": b, "path": None}  # noqa: E731
+        rows = [{"key": s.key, "image": image(s.image), "shading": image(s.shading), "normal": image(s.normal),
+                 "mask": image(s.mask), "kinematics": d["kinematics"], "camera": d["camera"],
+                 "meta": json.dumps(d["meta"])} for s, d in zip(samples, docs)]
+        v1_features = datasets.Features({k: v for k, v in FEATURES.items() if k != "alpha"})
+        v1_features["meta"] = datasets.Value("string")
+        pq.write_table(pa.Table.from_pylist(rows, schema=v1_features.arrow_schema), shard)
+    data = shard.read_bytes()
+    keys = [s.key for s in samples]
+    record = {"file": str(shard.relative_to(out)), "count": len(samples), "first_key": keys[0],
+              "last_key": keys[-1], "keys_sha256": hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest(),
+              "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"format": fmt, "name": "old", "extension": shard.suffix[1:], "schema_version": "1",
+                "generator": "liftdata 0.1.0", "created": "2026-11-01T00:00:00+00:00", "complete": True,
+                "n_samples": len(samples), "n_shards": 1, "shards_glob": str(shard.relative_to(out).parent / "old-*"),
+                "settings": {}, "config": None, "shards": [record]}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("fmt", WRITERS)
+def test_schema_v1_datasets_are_read_and_rewritten_as_v2(tmp_path, fmt, samples):
+    write, read = WRITERS[fmt]
+    write_v1_dataset(fmt, tmp_path / "v1", samples)
+    old = list(read(tmp_path / "v1"))
+    assert [s.key for s in old] == [s.key for s in samples]
+    for got, want in zip(old, samples):
+        assert got.meta == v1_meta(want) and got.meta["schema_version"] == "1"  # read as written
+        assert got.equals(dataclasses.replace(want, meta=v1_meta(want)))  # bytes, arrays: all the same
+    assert {s.meta["source"] for s in old} == {"captured", "lifted"} and old[0].meta["sampler"] is None
+    result = write(iter(old), tmp_path / "v2", progress=False)  # reading v1 + writing converts
+    assert result.manifest["schema_version"] == "2"
+    new = list(read(tmp_path / "v2"))
+    assert all(s.meta == {**w.meta, "extra": {}} for s, w in zip(new, samples))
+    with pytest.raises(DatasetDirError, match=r"holds a .* \(schema v1\); cannot write .* \(schema v2\)"):
+        write(iter(samples), tmp_path / "v1", progress=False)  # a v1 dataset is never extended with v2 samples
 
 
 # ---------------------------------------------------------------------- resume
@@ -254,5 +380,17 @@ def test_invalid_sample_stops_write(tmp_path, fmt, samples):
     with pytest.raises(SampleError, match=r"sample 'toy/000001/001': kinematics.jaw\[1\]: not a finite number"):
         write([*samples[:5], bad], out, max_count=2, progress=False)
     assert resume_state(out) == 4 and temp_files(out) == []
-    with pytest.raises(DatasetDirError, match="the write did not finish \(4 samples in 2 complete shards"):
+    with pytest.raises(DatasetDirError, match=r"the write did not finish \(4 samples in 2 complete shards"):
         next(read(out))
+
+
+def test_ranks_with_other_members_are_not_joined(tmp_path, samples):
+    from liftdata.io.shards import merge_ranks, rank_dir
+
+    write_webdataset(samples[:4], tmp_path / rank_dir(0, 2), progress=False)
+    write_webdataset([dataclasses.replace(s, alpha=s.mask) for s in samples[4:]], tmp_path / rank_dir(1, 2),
+                     progress=False)
+    with pytest.raises(DatasetDirError, match=r"the ranks' samples have different members \(\['png', 'shading.png', "
+                                              r"'normal.png', 'mask.png'\] vs \[.*'alpha.png'\]\)"):
+        merge_ranks(tmp_path, strict=True)
+    assert not (tmp_path / "manifest.json").exists()

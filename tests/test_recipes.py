@@ -130,7 +130,7 @@ def test_load_recipe_resolves_paths_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("override, message", [
     ("expand.smapler={mine_extremes: {}}", "unknown key expand.smapler; did you mean expand.sampler?"),
-    ("expand.bogus=1", "unknown key expand.bogus; valid keys in expand: crop, include_captured, lifter, n, "),
+    ("expand.bogus=1", "unknown key expand.bogus; valid keys in expand: crop, include_captured, keep_unfit, lifter, matte, n, pose_support, quality, "),
     ("expand.format=parquet", "unknown key expand.format; did you mean output.format?"),
     ("input.flame.modle=x.pkl", "unknown key input.flame.modle; did you mean input.flame.model?"),
     ("output.shardsize=5", "unknown key output.shardsize; did you mean output.shard_size?"),

@@ -6,6 +6,7 @@ the reference is the manifest the writer recorded and the samples read before an
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -121,3 +122,38 @@ def _interrupted(samples, after):
         if i == after:
             raise RuntimeError("interrupted")
         yield sample
+
+
+# ---------------------------------------------------------------------- liftdata info DIR
+def expected_block(d, fmt, version, n, captured, lifted, shards, complete, members, absent):
+    """The block `liftdata info DIR` prints, written out from what the test knows it wrote."""
+    return "\n".join([
+        f"dataset : {d} ({fmt}, name {'old' if version == '1' else 'liftdata'!r}, written by liftdata 0.1.0)",
+        f"schema  : v{version}", f"samples : {n} ({captured} captured, {lifted} lifted)", f"shards  : {shards}",
+        "complete: " + ("yes" if complete else "no (an interrupted write: rerun it to resume)"),
+        f"members : {members}" + (f"; no {absent}" if absent else "")]) + "\n"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_info_of_v2_v1_and_unfinished_datasets(written, fmt, tmp_path, capsys):
+    from test_io_writers import write_v1_dataset
+
+    # toy samples: clips of 4 frames, odd clips lifted -> 9 samples = 4 captured, 4 lifted, 1 captured
+    d, _ = written[fmt]
+    assert main(["info", str(d)]) == 0
+    assert capsys.readouterr().out == expected_block(d, fmt, "2", N, 5, 4, 3, True,
+                                                     "image (png), shading, normal, mask", "alpha")
+    samples = list(toy_samples(N, SIZE, frames_per_clip=4))
+    write_v1_dataset(fmt, tmp_path / "v1", samples)  # its manifest records neither counts nor members
+    assert main(["info", str(tmp_path / "v1")]) == 0
+    assert capsys.readouterr().out == expected_block(tmp_path / "v1", fmt, "1", N, 5, 4, 1, True,
+                                                     "image (png), shading, normal, mask", "alpha")
+    unfinished = tmp_path / "unfinished"
+    matted = (dataclasses.replace(s, alpha=s.mask, shading=None) for s in samples)
+    with pytest.raises(RuntimeError):
+        FORMATS[fmt][0](_interrupted(matted, after=5), unfinished, max_count=2, progress=False)
+    assert main(["info", str(unfinished)]) == 0
+    assert capsys.readouterr().out == expected_block(unfinished, fmt, "2", 4, 4, 0, 2, False,
+                                                     "image (png), normal, mask, alpha", "shading")
+    assert main(["info", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err == f"liftdata info: error: {tmp_path / 'nowhere'}: no such directory\n"

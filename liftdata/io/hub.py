@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,17 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, private: bool = True
                 commit_message: str = "Upload liftdata dataset", api: Any = None) -> str:
     """Upload a complete liftdata dataset folder (shards, manifest, card) as a dataset repo.
 
-    Refuses folders whose write did not finish (no `manifest.json`). Returns the repo URL.
+    Refuses folders whose write did not finish (no `manifest.json`) and schema-v1 WebDatasets
+    (which `datasets` cannot load). Returns the repo URL.
     """
     folder = Path(folder)
     if not (folder / "manifest.json").is_file():
         raise HubError(f"{folder}: not a complete liftdata dataset (no manifest.json); finish the write first")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if manifest.get("format") == "webdataset" and manifest.get("schema_version") == "1":
+        raise HubError(f"{folder}: a schema-v1 WebDataset, which the Hub viewer and `datasets` cannot read (its "
+                       "samples' meta change shape); rewrite it as v2 first: liftdata.io.write_webdataset("
+                       "liftdata.io.read_webdataset(OLD), NEW)")
     if "/" not in repo_id:
         raise HubError(f"repo_id must look like 'user/name', got {repo_id!r}")
     api = api or check_hub_access(token)  # api: a client already checked by `check_hub_access`

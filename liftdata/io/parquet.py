@@ -8,14 +8,15 @@ Columns (`FEATURES`; the arrow schema carries the `datasets` features metadata, 
 `datasets.load_dataset("parquet", data_dir=out_dir)` gives these types back):
 
 - `key`: string, `{capture}/{clip:06d}/{frame:03d}`.
-- `image`, `shading`, `normal`, `mask`: `datasets.Image()` (struct of the encoded PNG/JPEG
-  bytes, path null); maps are null when absent.
+- `image`, `shading`, `normal`, `mask`, `alpha`: `datasets.Image()` (struct of the encoded
+  PNG/JPEG bytes, path null); maps and the foreground matte are null when absent.
 - `kinematics`: struct of float32 lists (expression [E], jaw [3], neck [3], eyes [6], rotation
   [3], translation [3]) + head_model, head_model_version: the values are float32, so exact.
 - `camera`: struct {K [3][3] float64, world_to_camera [4][4] float64, width, height}.
-- `meta`: the schema-v1 meta as a JSON string. Meta holds free-form objects (sampler params,
-  extra) whose types vary between samples, which a fixed Arrow struct cannot hold; JSON round
-  trips them exactly (`json.loads(row["meta"])`).
+- `meta`: struct of the schema-v2 on-disk meta, the same document as in WebDataset tars: the
+  free-form objects whose keys vary between samples (`sampler.params`, `extra`) are JSON texts
+  (`json.loads(row["meta"]["extra"])`), absent values are "" / -1 (`liftdata.io.schema`).
+  Schema-v1 shards (meta as one JSON string, no `alpha` column) are still read.
 
 Shards are streamed: rows are buffered for one row group at a time and written with a
 `pyarrow.parquet.ParquetWriter` to a temp file that is renamed when the shard is complete.
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 from tqdm.auto import tqdm
 
-from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
+from liftdata.io.schema import MEMBERS, OPTIONAL_FIELDS, Sample, SampleError, validate_sample
 from liftdata.io.shards import DatasetDirError, ShardLog, WriteResult
 from liftdata.io.verify import checked_shards
 
@@ -40,33 +41,42 @@ __all__ = ["FEATURES", "write_parquet", "read_parquet", "sample_to_row", "sample
 
 _VEC = List(Value("float32"))
 _MAT = List(List(Value("float64")))
+_STR = Value("string")
+KINEMATICS_FEATURES = {"expression": _VEC, "jaw": _VEC, "neck": _VEC, "eyes": _VEC, "rotation": _VEC,
+                       "translation": _VEC, "head_model": _STR, "head_model_version": _STR}
+CAMERA_FEATURES = {"K": _MAT, "world_to_camera": _MAT, "width": Value("int32"), "height": Value("int32")}
+META_FEATURES = {  # the schema-v2 on-disk meta (sample-v2.json), in its key order
+    "source": _STR, "capture_id": _STR, "subject_id": _STR, "clip": Value("int64"), "frame": Value("int64"),
+    "sampler": {"name": _STR, "params": _STR}, "lifter": {"name": _STR, "version": _STR}, "seed": Value("int64"),
+    "reference_keys": List(_STR), "head_model": {"id": _STR, "version": _STR}, "schema_version": _STR,
+    "extra": _STR,
+}
 FEATURES = Features({
-    "key": Value("string"),
-    "image": Image(), "shading": Image(), "normal": Image(), "mask": Image(),
-    "kinematics": {"expression": _VEC, "jaw": _VEC, "neck": _VEC, "eyes": _VEC, "rotation": _VEC,
-                   "translation": _VEC, "head_model": Value("string"), "head_model_version": Value("string")},
-    "camera": {"K": _MAT, "world_to_camera": _MAT, "width": Value("int32"), "height": Value("int32")},
-    "meta": Value("string"),
+    "key": _STR,
+    "image": Image(), "shading": Image(), "normal": Image(), "mask": Image(), "alpha": Image(),
+    "kinematics": KINEMATICS_FEATURES, "camera": CAMERA_FEATURES, "meta": META_FEATURES,
 })
 ROW_GROUP_SIZE = 100  # rows buffered in memory at most (datasets uses 100 for image data)
 
 
-def sample_to_row(sample: Sample) -> dict[str, Any]:
-    """The Parquet row of a sample (Image columns as {bytes, path})."""
-    doc = sample.document()
+def sample_to_row(sample: Sample, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Parquet row of a sample (Image columns as {bytes, path}); `document`: its
+    `Sample.document()` when already at hand."""
+    doc = sample.document() if document is None else document
     row: dict[str, Any] = {"key": sample.key, "image": {"bytes": sample.image, "path": None},
                            "kinematics": doc["kinematics"], "camera": doc["camera"],
-                           "meta": json.dumps(doc["meta"], allow_nan=False)}
-    for name in MAP_FIELDS:
+                           "meta": doc["meta"]}
+    for name in OPTIONAL_FIELDS:
         data = getattr(sample, name)
         row[name] = None if data is None else {"bytes": data, "path": None}
     return row
 
 
 def sample_from_row(row: dict[str, Any]) -> Sample:
-    """Inverse of `sample_to_row` (validated)."""
-    document = {"kinematics": row["kinematics"], "camera": row["camera"], "meta": json.loads(row["meta"])}
-    members = {name: None if row[name] is None else row[name]["bytes"] for name in ("image", *MAP_FIELDS)}
+    """Inverse of `sample_to_row` (validated); also reads schema-v1 rows (meta a JSON string, no alpha)."""
+    meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+    document = {"kinematics": row["kinematics"], "camera": row["camera"], "meta": meta}
+    members = {name: None if row.get(name) is None else row[name]["bytes"] for name in MEMBERS}
     return Sample.from_document(row["key"], document, **members)
 
 
@@ -81,11 +91,13 @@ class _ParquetShard:
         self.keys: list[str] = []
         self.size = 0
 
-    def add(self, sample: Sample) -> None:
-        row = sample_to_row(sample)
+    def add(self, sample: Sample, document: dict[str, Any]) -> None:
+        row = sample_to_row(sample, document)
         self.rows.append(row)
         self.keys.append(sample.key)
-        self.size += sum(len(getattr(sample, n) or b"") for n in ("image", *MAP_FIELDS)) + len(row["meta"])
+        meta = row["meta"]  # its free-form texts: the part of a row's non-image bytes that can grow
+        self.size += sum(len(getattr(sample, n) or b"") for n in MEMBERS) + len(meta["extra"]) + len(
+            meta["sampler"]["params"])
         if len(self.rows) >= ROW_GROUP_SIZE:
             self._flush()
 
@@ -124,11 +136,12 @@ def write_parquet(samples: Iterable[Sample], out_dir: str | os.PathLike, name: s
                desc=f"writing {name} (parquet)")
     try:
         for sample in rest:
-            validate_sample(sample)
+            document = validate_sample(sample)
+            log.admit(sample)
             if shard is not None and sample.key == shard.keys[-1]:
                 raise SampleError(sample.key, "key", "same key as the previous sample")
             shard = shard or _ParquetShard(log)
-            shard.add(sample)
+            shard.add(sample, document)
             if len(shard.keys) >= max_count or shard.size >= max_size:
                 shard.close()
                 shard = None

@@ -30,10 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
 from liftdata.errors import LiftdataError
-from liftdata.io.schema import SCHEMA_VERSION, Sample
+from liftdata.io.card import LICENSE_FILE, dataset_card, license_note
+from liftdata.io.schema import SCHEMA_VERSION, Sample, SampleError
 
 __all__ = ["DatasetDirError", "ShardLog", "WriteResult", "read_manifest", "complete_manifest", "resume_state",
            "dataset_card", "rank_dir", "merge_ranks", "recorded_identities", "check_writable", "identity_diff",
@@ -89,6 +88,12 @@ def _sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def write_card(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """The dataset card README.md and its LICENSE.md (`liftdata.io.card`)."""
+    _write_text_atomic(out_dir / LICENSE_FILE, license_note(manifest))
+    _write_text_atomic(out_dir / "README.md", dataset_card(manifest))
 
 
 def check_writable(out_dir: str | os.PathLike) -> None:
@@ -170,42 +175,10 @@ def resume_state(out_dir: str | os.PathLike) -> int:
     return 0 if manifest is None else sum(s["count"] for s in manifest["shards"])
 
 
-def _size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
-    return next((label for bound, label in bounds if n < bound), "1M<n<10M")
-
-
-def dataset_card(manifest: dict[str, Any]) -> str:
-    """README.md with Hugging Face YAML front matter for a finished dataset."""
-    fmt, name = manifest["format"], manifest["name"]
-    front = {
-        "pretty_name": f"{name} (liftdata)",
-        "license": "other",  # placeholder: set the license of the source footage
-        "tags": ["liftdata", "3d-head-avatar", "gaussian-splatting", "faces", "synthetic", fmt],
-        "task_categories": ["image-to-image"],
-        "size_categories": [_size_category(manifest["n_samples"])],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": manifest["shards_glob"]}]}],
-    }
-    load = (f'load_dataset("webdataset", data_files="{manifest["shards_glob"]}")' if fmt == "webdataset"
-            else 'load_dataset("parquet", data_dir="<this directory>")')
-    body = f"""# {name}
-
-Training frames for 3D Gaussian head avatars, written by {manifest["generator"]}: captured frames
-of a face video plus frames *lifted* to novel expressions and poses (LiftAvatar kinematic-space
-completion).
-
-- {manifest["n_samples"]} samples in {len(manifest["shards"])} {fmt} shard(s), sample schema
-  v{manifest["schema_version"]} (`schemas/sample-v1.json` in liftdata).
-- One sample = one frame, key `{{capture}}/{{clip:06d}}/{{frame:03d}}`: `image` (RGB), the
-  condition maps `shading`, `normal` (0.5 n + 0.5), `mask`, the head-model `kinematics`,
-  the OpenCV `camera` and `meta` (captured or lifted, sampler, lifter, seed, reference keys).
-- `manifest.json` lists the shards with their sample counts and sha256.
-
-Load with `datasets`: `{load}`, or with `liftdata.io.read_{fmt}("<this directory>")`.
-
-License: **placeholder** - set it to the license of the source footage and of the lifter.
-"""
-    return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n" + body
+def source_counts(records: list[dict[str, Any]]) -> dict[str, int | None]:
+    """{"n_captured", "n_lifted"} over shard records (None when a record predates the counts)."""
+    return {k: sum(r[k] for r in records) if all(k in r for r in records) else None
+            for k in ("n_captured", "n_lifted")}
 
 
 class ShardLog:
@@ -251,6 +224,8 @@ class ShardLog:
         self.complete = final is not None
         self.records: list[dict[str, Any]] = list(manifest["shards"])
         self.n_resumed = sum(r["count"] for r in self.records)
+        self.members: list[str] | None = manifest.get("members")  # those of the first sample written
+        self._sources: list[str] = []  # meta.source of the admitted samples no shard holds yet
         self.settings = settings
         for record in self.records:
             if not (self.out_dir / record["file"]).is_file():
@@ -277,6 +252,7 @@ class ShardLog:
             "format": self.fmt, "name": self.name, "extension": self.ext, "schema_version": SCHEMA_VERSION,
             "generator": _generator(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "complete": complete, "n_samples": sum(r["count"] for r in self.records),
+            **source_counts(self.records), "members": self.members,
             "n_shards": len(self.records), "shards_glob": str(Path(self.subdir) / f"{self.name}-*.{self.ext}"),
             "settings": self.settings, "config": self.identity, "shards": self.records,
         }
@@ -332,12 +308,27 @@ class ShardLog:
         path = self.out_dir / filename
         return path.with_name(f".{path.name}.tmp")
 
+    def admit(self, sample: Sample) -> None:
+        """Take the next (validated) sample into the shard being written: check that it has the
+        members of the first one (`datasets` infers the columns of a WebDataset from its first
+        samples and fails on a sample with other members) and count its source."""
+        members = list(sample.members)
+        if self.members is None:
+            self.members = members
+        elif members != self.members:
+            raise SampleError(sample.key, "members", f"has {', '.join(members)}; every sample of the dataset "
+                                                     f"must have the first sample's {', '.join(self.members)}")
+        self._sources.append(sample.meta["source"])
+
     def commit(self, filename: str, keys: list[str]) -> None:
-        """Make the finished temp file of shard `filename` final and record it."""
+        """Make the finished temp file of shard `filename` (the next len(keys) admitted samples)
+        final and record it."""
+        sources, self._sources = self._sources[:len(keys)], self._sources[len(keys):]
         tmp, final = self.temp_path(filename), self.out_dir / filename
         os.replace(tmp, final)
         self.records.append({
             "file": filename, "count": len(keys), "first_key": keys[0], "last_key": keys[-1],
+            "n_captured": sources.count("captured"), "n_lifted": sources.count("lifted"),
             "keys_sha256": hashlib.sha256("".join(k + "\n" for k in keys).encode()).hexdigest(),
             "size": final.stat().st_size, "sha256": _sha256_file(final),
         })
@@ -346,7 +337,7 @@ class ShardLog:
     def finish(self) -> WriteResult:
         """Write the dataset card and the final manifest; the directory is then complete."""
         manifest = self._manifest(complete=True)
-        (self.out_dir / "README.md").write_text(dataset_card(manifest))
+        write_card(self.out_dir, manifest)
         _write_json_atomic(self.out_dir / MANIFEST_FILE, manifest)
         (self.out_dir / PROGRESS_FILE).unlink()
         self.complete = True
@@ -404,13 +395,19 @@ def merge_ranks(out_dir: str | os.PathLike, strict: bool = False) -> WriteResult
         if (part["format"], part["name"], part["schema_version"]) != (first["format"], first["name"],
                                                                       first["schema_version"]):
             raise DatasetDirError(f"{out_dir}: {rank_dir(r, world)} holds a {part['format']} dataset named "
-                                  f"{part['name']!r}, rank 0 a {first['format']} dataset named {first['name']!r}")
+                                  f"{part['name']!r} (schema v{part['schema_version']}), rank 0 a {first['format']} "
+                                  f"dataset named {first['name']!r} (schema v{first['schema_version']})")
+    members = [part["members"] for part in parts if part.get("members") is not None]  # None: a rank without samples
+    if any(m != members[0] for m in members):
+        raise DatasetDirError(f"{out_dir}: the ranks' samples have different members ({members[0]} vs "
+                              f"{next(m for m in members if m != members[0])})")
     shards = [{**record, "file": f"{rank_dir(r, world)}/{record['file']}"}
               for r, part in enumerate(parts) for record in part["shards"]]
     manifest = {**first, "generator": _generator(),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "complete": True,
-                "n_samples": sum(p["n_samples"] for p in parts), "n_shards": len(shards),
+                "n_samples": sum(p["n_samples"] for p in parts), **source_counts(shards), "n_shards": len(shards),
+                "members": members[0] if members else None,
                 "shards_glob": f"rank-*-of-{world:05d}/{first['shards_glob']}", "ranks": world, "shards": shards}
-    _write_text_atomic(out_dir / "README.md", dataset_card(manifest))
+    write_card(out_dir, manifest)
     _write_json_atomic(out_dir / MANIFEST_FILE, manifest)
     return WriteResult(out_dir, [out_dir / s["file"] for s in shards], manifest["n_samples"], 0, manifest)

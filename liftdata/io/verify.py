@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from liftdata.io.schema import MEMBERS
+
 from liftdata.io.shards import MANIFEST_FILE, PROGRESS_FILE, DatasetDirError, _sha256_file, read_manifest
 
-__all__ = ["VerifyReport", "verify_dataset", "shard_problem", "checked_shards"]
+__all__ = ["VerifyReport", "verify_dataset", "shard_problem", "checked_shards", "DatasetSummary", "dataset_summary"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +113,80 @@ def verify_dataset(in_dir: str | os.PathLike, sha256: bool = True) -> VerifyRepo
         if rel not in listed and not path.name.startswith(".") and PROGRESS_FILE not in rel:
             problems.append(f"{rel}: not listed in the manifest (left from another write?)")
     return VerifyReport(in_dir, len(manifest["shards"]), int(manifest.get("n_samples", 0)), problems, sha256)
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What `liftdata info DIR` prints: a dataset's format, schema version, counts and members.
+
+    Attributes:
+        in_dir: the dataset directory.
+        format, name, schema_version, generator: from the manifest.
+        n_samples, n_shards: in complete shards (all of them when `complete`).
+        n_captured, n_lifted: samples by meta.source (None: not known for an unfinished v1 write).
+        complete: whether the write finished (else an interrupted write, resumable).
+        members: the members every sample has, in `MEMBERS` order ('image', 'shading', ..., 'alpha').
+        image_format: 'png' or 'jpg' (None when no sample was written yet).
+    """
+
+    in_dir: Path
+    format: str
+    name: str
+    schema_version: str
+    generator: str
+    n_samples: int
+    n_shards: int
+    n_captured: int | None
+    n_lifted: int | None
+    complete: bool
+    members: tuple[str, ...]
+    image_format: str | None
+
+    def lines(self) -> list[str]:
+        counts = "" if self.n_captured is None else f" ({self.n_captured} captured, {self.n_lifted} lifted)"
+        absent = [m for m in MEMBERS if m not in self.members]
+        members = ", ".join(f"image ({self.image_format})" if m == "image" else m for m in self.members)
+        return [f"dataset : {self.in_dir} ({self.format}, name {self.name!r}, written by {self.generator})",
+                f"schema  : v{self.schema_version}",
+                f"samples : {self.n_samples}{counts}",
+                f"shards  : {self.n_shards}",
+                f"complete: " + ("yes" if self.complete else "no (an interrupted write: rerun it to resume)"),
+                f"members : {members or 'none yet'}" + (f"; no {', '.join(absent)}" if absent and members else "")]
+
+
+def _scanned(in_dir: Path, manifest: dict[str, Any]) -> tuple[int, int, list[str] | None]:
+    """(captured, lifted, members of the first sample) read from the samples of a finished dataset
+    whose manifest predates these records (schema v1)."""
+    from liftdata.io.parquet import read_parquet
+    from liftdata.io.webdataset import read_webdataset
+
+    read = read_webdataset if manifest["format"] == "webdataset" else read_parquet
+    sources, members = [], None
+    for sample in read(in_dir, verify=False):
+        sources.append(sample.meta["source"])
+        members = members or list(sample.members)
+    return sources.count("captured"), sources.count("lifted"), members
+
+
+def dataset_summary(in_dir: str | os.PathLike) -> DatasetSummary:
+    """Format, schema version, counts, completeness and members of the dataset in `in_dir`
+    (finished or interrupted). Schema-v1 manifests record neither the captured/lifted counts nor
+    the members: those are read from the samples of a finished v1 dataset."""
+    in_dir = Path(in_dir)
+    manifest = read_manifest(in_dir) or read_manifest(in_dir, complete=False)
+    if manifest is None:
+        raise DatasetDirError(_unfinished(in_dir))
+    complete = (in_dir / MANIFEST_FILE).is_file()
+    shards = manifest.get("shards", [])
+    n_captured, n_lifted = (sum(r[k] for r in shards) if all(k in r for r in shards) else None
+                            for k in ("n_captured", "n_lifted"))
+    members = manifest.get("members")
+    if complete and (n_captured is None or (members is None and shards)):
+        n_captured, n_lifted, members = _scanned(in_dir, manifest)
+    names = {"png": "image", "jpg": "image"} | {f"{m}.png": m for m in MEMBERS}
+    present = {names[m] for m in members or []}
+    image_format = next((m for m in members or [] if m in ("png", "jpg")), None)
+    return DatasetSummary(in_dir, manifest.get("format", "?"), manifest.get("name", "?"),
+                          str(manifest.get("schema_version", "?")), manifest.get("generator", "?"),
+                          sum(r["count"] for r in shards), len(shards), n_captured, n_lifted, complete,
+                          tuple(m for m in MEMBERS if m in present), image_format)

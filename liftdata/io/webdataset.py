@@ -1,10 +1,13 @@
 """Sharded WebDataset tars: `{name}-{shard:06d}.tar` written with `webdataset.ShardWriter`.
 
 Each sample is stored as the tar members `{key}.png` (or `{key}.jpg`), `{key}.shading.png`,
-`{key}.normal.png`, `{key}.mask.png` (maps only when present) and `{key}.json` (the schema-v1
-document). WebDataset splits a member name at the first '.' of its basename; keys
-(`capture/000001/003`) hold no '.', so `webdataset.WebDataset(urls).decode()` gives back
-`__key__ == key`, the PNG bytes unchanged and the JSON document as a dict.
+`{key}.normal.png`, `{key}.mask.png`, `{key}.alpha.png` (maps and matte only when present) and
+`{key}.json` (the schema-v2 document, one shape for every sample). WebDataset splits a member
+name at the first '.' of its basename; keys (`capture/000001/003`) hold no '.', so
+`webdataset.WebDataset(urls).decode("rgb8")` gives back `__key__ == key`, the images as arrays
+and the JSON document as a dict; `datasets.load_dataset("webdataset", data_files=...)` reads the
+same folder. Every sample of a dataset has the same members (`datasets` takes the columns from
+the first samples), so the writer refuses a sample whose members differ from the first one's.
 
 Members get mtime 0 (an integer mtime also spares tarfile a PAX header per member), so the
 same samples give byte-identical shards and sha256 in the manifest.
@@ -20,31 +23,33 @@ from typing import Any, BinaryIO, Iterable, Iterator
 import webdataset as wds
 from tqdm.auto import tqdm
 
-from liftdata.io.schema import MAP_FIELDS, Sample, SampleError, validate_sample
+from liftdata.io.schema import OPTIONAL_FIELDS, Sample, SampleError, validate_sample
 from liftdata.io.shards import DatasetDirError, ShardLog, WriteResult
 from liftdata.io.verify import checked_shards
 
 __all__ = ["write_webdataset", "read_webdataset", "sample_to_wds", "sample_from_wds"]
 
 
-def sample_to_wds(sample: Sample) -> dict[str, Any]:
-    """The WebDataset dict of a sample (`__key__` + member extension -> bytes)."""
+def sample_to_wds(sample: Sample, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The WebDataset dict of a sample (`__key__` + member extension -> bytes); `document`: its
+    `Sample.document()` when already at hand."""
+    document = sample.document() if document is None else document
     out: dict[str, Any] = {"__key__": sample.key, sample.image_ext: sample.image,
-                           "json": json.dumps(sample.document(), allow_nan=False).encode()}
-    for name in MAP_FIELDS:
+                           "json": json.dumps(document, allow_nan=False).encode()}
+    for name in OPTIONAL_FIELDS:
         if getattr(sample, name) is not None:
             out[f"{name}.png"] = getattr(sample, name)
     return out
 
 
 def sample_from_wds(record: dict[str, Any]) -> Sample:
-    """Inverse of `sample_to_wds`; accepts raw (bytes) or decoded (dict) `json` members."""
+    """Inverse of `sample_to_wds` (schema v1 or v2); accepts raw (bytes) or decoded (dict) `json` members."""
     document = record["json"]
     if isinstance(document, (bytes, bytearray)):
         document = json.loads(document)
     image = record.get("png", record.get("jpg"))
     return Sample.from_document(record["__key__"], document, image,
-                                **{name: record.get(f"{name}.png") for name in MAP_FIELDS})
+                                **{name: record.get(f"{name}.png") for name in OPTIONAL_FIELDS})
 
 
 class _TempShards:
@@ -96,10 +101,11 @@ def write_webdataset(samples: Iterable[Sample], out_dir: str | os.PathLike, name
                desc=f"writing {name} (webdataset)")
     try:
         for sample in rest:
-            validate_sample(sample)
+            document = validate_sample(sample)
+            log.admit(sample)
             if hooks.keys and sample.key == hooks.keys[-1]:  # webdataset would merge the two
                 raise SampleError(sample.key, "key", "same key as the previous sample")
-            record = sample_to_wds(sample)
+            record = sample_to_wds(sample, document)
             if writer is None:
                 writer = wds.ShardWriter(str(log.out_dir / f"{name}-%06d.tar"), maxcount=max_count,
                                          maxsize=max_size, post=hooks.post, start_shard=len(log.records),

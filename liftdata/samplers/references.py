@@ -19,7 +19,8 @@ import numpy as np
 from liftdata.kinematics import Kinematics
 from liftdata.samplers.plan import PlanError
 
-__all__ = ["ReferencePolicy", "select_references", "kinematic_features", "kmeans", "usable_reference_frames"]
+__all__ = ["ReferencePolicy", "select_references", "kinematic_features", "kmeans", "usable_reference_frames",
+           "usable_sample_frames"]
 
 METHODS = ("kmeans", "nearest")
 
@@ -141,10 +142,9 @@ class ReferencePolicy:
         return nearest
 
 
-def usable_reference_frames(capture: object) -> np.ndarray | None:
-    """[T] bool: frames a plan may use as references: a face was found and its fit is not a residual
-    outlier (`liftdata.track.quality`); None when the capture records neither (every frame is usable).
-    Blur is not checked here (it needs every frame decoded): see `frame_quality(capture).reference`."""
+def usable_sample_frames(capture: object) -> np.ndarray | None:
+    """[T] bool: frames fit to be training samples: a face was found and its fit is not a residual
+    outlier (`liftdata.track.quality`); None when the capture records neither (every frame is usable)."""
     found = getattr(capture, "face_found", None)
     if found is None:
         return None
@@ -154,3 +154,22 @@ def usable_reference_frames(capture: object) -> np.ndarray | None:
     residual = getattr(capture, "landmark_residual", None)
     residual = np.full(len(found), np.nan) if residual is None else np.asarray(residual, np.float64)
     return found & _robust_ok(residual, found, QualityConfig())
+
+
+def usable_reference_frames(capture: object) -> np.ndarray | None:
+    """[T] bool: frames a plan may use as references: usable samples (`usable_sample_frames`) that are
+    not blurred, where tracking recorded the face sharpness (`extra["tracking"]["sharpness"]`,
+    variance of the Laplacian of the face region): at least `QualityConfig.blur_ratio` x the
+    capture's median. None when the capture records none of it (every frame is usable)."""
+    usable = usable_sample_frames(capture)
+    sharpness = ((getattr(capture, "extra", None) or {}).get("tracking") or {}).get("sharpness")
+    if usable is None or sharpness is None or len(sharpness) != len(usable):
+        return usable
+    from liftdata.track.quality import QualityConfig
+
+    s = np.array([np.nan if v is None else v for v in sharpness], np.float64)
+    known = usable & np.isfinite(s)
+    if not known.any():
+        return usable
+    sharp = s >= QualityConfig().blur_ratio * float(np.median(s[known]))
+    return usable & (sharp | ~np.isfinite(s)) if (usable & sharp).any() else usable

@@ -22,7 +22,7 @@ from scipy.spatial.transform import Rotation
 from liftdata.capture import Capture
 from liftdata.head.base import neutral_kinematics
 
-__all__ = ["tracking_errors", "identity_rotation"]
+__all__ = ["tracking_errors", "rotation_error_parts", "identity_rotation"]
 
 
 def identity_rotation(model, identity: np.ndarray) -> np.ndarray:  # [3, 3]
@@ -34,15 +34,22 @@ def identity_rotation(model, identity: np.ndarray) -> np.ndarray:  # [3, 3]
     return u @ vt
 
 
+def _rotation_errors(gt: Capture, fitted: Capture, sel: np.ndarray) -> tuple[Rotation, Rotation]:
+    """Per-frame rotation error R_gt^-1 R_fit [T] (ground truth with its identity's rigid part) and
+    the same without the clip-constant offset (the mean rotation vector), `relative`."""
+    r_gt = Rotation.from_rotvec(gt.kinematics.rotation[sel]) * Rotation.from_matrix(
+        identity_rotation(gt.head_model, gt.identity))
+    rel = r_gt.inv() * Rotation.from_rotvec(fitted.kinematics.rotation[sel])
+    return rel, rel * Rotation.from_rotvec(rel.as_rotvec().mean(0)).inv()
+
+
 def tracking_errors(gt: Capture, fitted: Capture, frames: np.ndarray | None = None) -> dict[str, float]:
     """Errors of `fitted` against the ground truth `gt` (same frames), over `frames` (default all)."""
     sel = np.arange(len(gt)) if frames is None else np.asarray(frames)
     model = gt.head_model
     gk, fk = gt.kinematics[sel], fitted.kinematics[sel]
-    r_gt = Rotation.from_rotvec(gk.rotation) * Rotation.from_matrix(identity_rotation(model, gt.identity))
-    rel = r_gt.inv() * Rotation.from_rotvec(fk.rotation)
-    offset = Rotation.from_rotvec(rel.as_rotvec().mean(0))
-    relative = np.degrees((rel * offset.inv()).magnitude())
+    rel, within = _rotation_errors(gt, fitted, sel)
+    relative = np.degrees(within.magnitude())
 
     def cam_pos(c: Capture, k) -> np.ndarray:
         return k.translation @ c.camera.world_to_camera[:3, :3].T + c.camera.world_to_camera[:3, 3]
@@ -59,3 +66,29 @@ def tracking_errors(gt: Capture, fitted: Capture, frames: np.ndarray | None = No
             "translation_z_cm": float(np.abs(dt[:, 2]).mean()),
             "reprojection_px": float(np.linalg.norm(p_gt - p_fit, axis=-1).mean()),
             "residual_px": float(np.nanmean(fitted.landmark_residual[sel]))}
+
+
+def rotation_error_parts(gt: Capture, fitted: Capture, frames: np.ndarray | None = None,
+                         window: int = 5) -> dict[str, float]:
+    """Split the relative rotation error (per frame, a rotation vector in degrees, constant offset removed).
+
+    * rotation_jitter_deg: mean norm of the error minus its centred moving average over `window`
+      frames (frame-to-frame noise: what temporal smoothing can remove).
+    * rotation_pose_linear_deg: mean norm of the part of the error that an affine function of the
+      true head rotation (rotation vector, degrees) explains by least squares (a pose-dependent bias).
+    * rotation_pose_r2: the fraction of the error's variance (all 3 axes) that this affine model explains.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    sel = np.arange(len(gt)) if frames is None else np.asarray(frames)
+    if len(sel) < 5:
+        raise ValueError(f"rotation_error_parts: needs at least 5 frames, got {len(sel)}")
+    err = np.degrees(_rotation_errors(gt, fitted, sel)[1].as_rotvec())  # [T, 3]
+    smooth = uniform_filter1d(err, window, axis=0, mode="nearest")
+    pose = np.c_[np.ones(len(sel)), np.degrees(gt.kinematics.rotation[sel])]  # [T, 4]
+    explained = pose @ np.linalg.lstsq(pose, err, rcond=None)[0]
+    total = ((err - err.mean(0)) ** 2).sum()
+    r2 = 1.0 - ((err - explained) ** 2).sum() / total if total > 0 else 0.0
+    return {"rotation_jitter_deg": float(np.linalg.norm(err - smooth, axis=1).mean()),
+            "rotation_pose_linear_deg": float(np.linalg.norm(explained - explained.mean(0), axis=1).mean()),
+            "rotation_pose_r2": float(r2)}

@@ -31,7 +31,8 @@ import torch
 from liftdata.capture import Capture
 from liftdata.kinematics import Camera
 
-__all__ = ["MatteConfig", "selfie_matte", "refine_matte", "head_mask", "matte", "AlphaFrames"]
+__all__ = ["MatteConfig", "selfie_matte", "refine_matte", "head_mask", "matte", "AlphaFrames", "FrameMatter",
+           "matte_available"]
 
 
 @dataclass
@@ -47,6 +48,13 @@ class MatteConfig:
 
 
 _SEGMENTERS: dict[int, object] = {}
+
+
+def matte_available() -> bool:
+    """Whether mediapipe (the `track` extra), which the selfie matte needs, is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("mediapipe") is not None
 
 
 def selfie_matte(image: np.ndarray, model: int = 0) -> np.ndarray:  # [H, W, 3] uint8 -> [H, W] float32
@@ -125,6 +133,39 @@ def matte(image: np.ndarray, head: np.ndarray, cfg: MatteConfig | None = None,
     return refine_matte(selfie_matte(image, cfg.model), head, image, cfg, support)
 
 
+class FrameMatter:
+    """Alpha of any frame of a capture's subject (captured or lifted): `matter(image, kinematics)`
+    -> [H, W] uint8 (255 = foreground), with the head mask (and the builtin model's whole-head
+    proxy as support) rendered from `kinematics` [1] under the capture's camera."""
+
+    def __init__(self, capture: Capture, cfg: MatteConfig | None = None):
+        self.capture, self.cfg = capture, cfg or MatteConfig()
+        model = capture.head_model
+        self.proxy = model.head_proxy(capture.identity) if hasattr(model, "head_proxy") else None
+
+    def masks(self, kinematics) -> tuple[np.ndarray, np.ndarray | None]:
+        """Head-model mask and whole-head support [H, W] float32 of one frame's kinematics."""
+        cap = self.capture
+        with torch.no_grad():
+            verts = cap.head_model.vertices(torch.as_tensor(cap.identity), kinematics)[0]
+        head = head_mask(verts, np.asarray(cap.head_model.faces), cap.camera)
+        support = None
+        if self.proxy is not None:  # the builtin face mesh + its whole-head proxy (skull, neck)
+            from liftdata.head.builtin import pose_head_proxy
+
+            shell = pose_head_proxy(self.proxy, verts[None].double().numpy())[0]
+            whole = np.concatenate([verts.numpy(), shell.astype(np.float32)])
+            support = head_mask(whole, self.proxy.all_faces, cap.camera)
+        return head, support
+
+    def float_alpha(self, image: np.ndarray, kinematics) -> np.ndarray:  # [H, W] float32 in [0, 1]
+        head, support = self.masks(kinematics)
+        return matte(np.asarray(image), head, self.cfg, support)
+
+    def __call__(self, image: np.ndarray, kinematics) -> np.ndarray:  # [H, W] uint8
+        return (np.clip(self.float_alpha(image, kinematics), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 class AlphaFrames:
     """Lazy alpha mattes of a capture: `alpha[i]` -> [H, W] uint8 (255 = foreground).
 
@@ -134,26 +175,15 @@ class AlphaFrames:
     """
 
     def __init__(self, capture: Capture, crop=None, cfg: MatteConfig | None = None):
-        self.capture, self.crop, self.cfg = capture, crop, cfg or MatteConfig()
-        model = capture.head_model
-        self.proxy = model.head_proxy(capture.identity) if hasattr(model, "head_proxy") else None
+        self.capture, self.crop = capture, crop
+        self.matter = FrameMatter(capture, cfg)
 
     def __len__(self) -> int:
         return len(self.capture)
 
     def __getitem__(self, index: int) -> np.ndarray:
         cap = self.capture
-        with torch.no_grad():
-            verts = cap.head_model.vertices(torch.as_tensor(cap.identity), cap.kinematics[[index]])[0]
-        head = head_mask(verts, np.asarray(cap.head_model.faces), cap.camera)
-        support = None
-        if self.proxy is not None:  # the builtin face mesh + its whole-head proxy (skull, neck)
-            from liftdata.head.builtin import pose_head_proxy
-
-            shell = pose_head_proxy(self.proxy, verts[None].double().numpy())[0]
-            whole = np.concatenate([verts.numpy(), shell.astype(np.float32)])
-            support = head_mask(whole, self.proxy.all_faces, cap.camera)
-        alpha = matte(np.asarray(cap.frames[index]), head, self.cfg, support)
+        alpha = self.matter.float_alpha(np.asarray(cap.frames[index]), cap.kinematics[[index]])
         if self.crop is not None:
             from liftdata.track.crop import crop_image
 

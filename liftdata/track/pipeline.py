@@ -59,6 +59,14 @@ def _subset(lmk: Landmarks, keep: np.ndarray) -> Landmarks:
     return Landmarks(lmk.points[keep], lmk.depth[keep], lmk.found[keep], lmk.width, lmk.height)
 
 
+def _sharpness(frames, lmk: Landmarks) -> list[float | None]:
+    """Variance of the Laplacian of each frame's detected face region (None: no face found)."""
+    from liftdata.track.quality import face_sharpness
+
+    return [face_sharpness(np.asarray(frames[t]), lmk.points[t]) if lmk.found[t] else None
+            for t in range(len(lmk.found))]
+
+
 def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: bool = False, fps: float = 25.0,
                  name: str = "frames", config: FitConfig | None = None, progress: bool = True,
                  segment: SegmentConfig | bool | None = None, subject: int = 0,
@@ -98,7 +106,8 @@ def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: boo
     fit = fit_landmarks(sub, model, config, progress=progress, starts=starts)
     stem = Path(name).stem or "capture"
     kept = frames if len(keep) == len(frames) else SubsetFrames(frames, keep)
-    tracking = {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478"}
+    tracking = {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478",
+                "sharpness": _sharpness(kept, sub)}  # motion blur: blurred frames are not references
     if len(keep) < len(frames):
         tracking["source_frames"] = keep.tolist()
     if starts is not None and starts.any():

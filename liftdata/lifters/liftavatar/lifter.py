@@ -14,6 +14,7 @@ from its `training_config.json`), each call with the same seed.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 
 from liftdata.kinematics import KINEMATIC_FIELDS, Kinematics
 from liftdata.lifters.base import Conditions, References
-from liftdata.lifters.liftavatar.pipeline import LiftAvatarPipeline
+from liftdata.lifters.liftavatar.pipeline import LOADING_OPTIONS, LiftAvatarPipeline, resolve_pretrained
 
 __all__ = ["LiftAvatarLifter", "pack_coefficients", "pack_maps", "coefficient_dim"]
 
@@ -73,20 +74,34 @@ class LiftAvatarLifter:
                         torch_dtype: torch.dtype | str | None = None, **options) -> LiftAvatarLifter:
         """Load a pipeline saved by `liftdata train-lifter` (or `LiftAvatarPipeline.save_pretrained`).
 
+        path: a local folder or a Hub repo id; the loading options of `LiftAvatarPipeline.from_pretrained`
+        (revision, cache_dir, token, local_files_only, force_download, use_safetensors, variant) pass
+        through, the other `options` are this class's (num_inference_steps, guidance_scale, ...).
         device: "auto" = CUDA when available (GPU LOCAL_RANK in a multi-process run), else CPU.
-        torch_dtype: the transformer's dtype
+        torch_dtype (or `dtype`, diffusers' newer name): the transformer's dtype
         (a torch dtype or its name, e.g. "bfloat16"; norms, RoPE and time embedding stay float32).
         """
         if device == "auto":  # one GPU per process under torchrun / accelerate launch
             device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
+        dtype = options.pop("dtype", None)  # diffusers' newer name for torch_dtype
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"dtype / torch_dtype: two names for one option, got {dtype} and {torch_dtype}")
+        torch_dtype = torch_dtype if dtype is None else dtype
         if isinstance(torch_dtype, str):
             if torch_dtype not in DTYPES:
                 raise ValueError(f"torch_dtype: expected one of {sorted(DTYPES)}, got {torch_dtype!r}")
             torch_dtype = DTYPES[torch_dtype]
-        trained = Path(path) / "training_config.json"
+        unknown = sorted(set(options) - (set(inspect.signature(cls.__init__).parameters) - {"self", "pipeline"})
+                        - set(LOADING_OPTIONS))
+        if unknown:
+            raise ValueError(f"LiftAvatarLifter.from_pretrained: unsupported option(s) {unknown}")
+        loading = {k: options.pop(k) for k in LOADING_OPTIONS if k in options}
+        weights = {k: loading.pop(k) for k in ("use_safetensors", "variant", "trust_remote_code") if k in loading}
+        path = resolve_pretrained(path, use_safetensors=weights.get("use_safetensors"), **loading)
+        trained = path / "training_config.json"
         if "clip_frames" not in options and trained.is_file():
             options["clip_frames"] = json.loads(trained.read_text()).get("num_frames")
-        return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype).to(device), **options)
+        return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype, **weights).to(device), **options)
 
     def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:
         """One clip: [F, H, W, 3] uint8 RGB frames at the driving camera's size."""

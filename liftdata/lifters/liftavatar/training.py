@@ -285,6 +285,9 @@ def save_pipeline(pipeline: LiftAvatarPipeline, model: torch.nn.Module, director
              "vae": [type(pipeline.vae).__module__.split(".")[0], type(pipeline.vae).__name__],
              "scheduler": ["diffusers", type(pipeline.scheduler).__name__]}
     (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+    from liftdata.lifters.liftavatar.pipeline import write_remote_code
+
+    write_remote_code(directory)  # loadable by diffusers.DiffusionPipeline(..., trust_remote_code=True) too
     return directory
 
 
