@@ -139,7 +139,9 @@ def write_preview(expansion: Any, out_dir: Path, n_lifted: int = 8, n_captured: 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cap = expansion.capture
-    samples = [next(captured_samples(cap, start=i, batch=1)) for i in _spread(len(cap), n_captured)]
+    kept = expansion.captured_indices if len(expansion.captured_indices) else np.arange(len(cap))  # what is written
+    samples = [next(captured_samples(cap, indices=kept[[i]], batch=1, matter=expansion._matter))
+               for i in _spread(len(kept), n_captured)]
     clips = expansion.plan.clips
     first_clip = n_captured_clips(cap)
     lifted_all: list[Sample] = []
