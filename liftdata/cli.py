@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 from pathlib import Path
 
 from liftdata.config import ConfigError, ExpandConfig
@@ -254,9 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality-gate", choices=["resample", "drop", "off"], default="resample",
                    help="lifted frames under the quality threshold: replaced by re-planned ones that pass "
                    "(resample, n honoured), not written (drop), or kept (off)")
-    p.add_argument("--quality-threshold", type=float, default=0.425,
+    p.add_argument("--quality-threshold", type=float, default=_default("quality_threshold"),
                    help="quality score in [0, 1] a lifted frame must reach (default 0.425, calibrated)")
-    p.add_argument("--pose-support", type=_support, default=25.0, metavar="DEG|none",
+    p.add_argument("--pose-support", type=_support, default=_default("pose_support"), metavar="DEG|none",
                    help="default sampler: plan no pose farther than DEG from the nearest captured pose (default 25)")
     p.add_argument("--no-matte", dest="matte", action="store_false", default=None,
                    help="no foreground alpha (default: every sample gets {key}.alpha.png when mediapipe is installed)")
@@ -341,6 +342,11 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _default(name: str) -> Any:
+    """The `ExpandConfig` default of a field (one place for it)."""
+    return ExpandConfig.__dataclass_fields__[name].default
 
 
 def _crop(text: str) -> int | str | None:

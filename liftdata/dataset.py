@@ -35,6 +35,7 @@ import torch
 from liftdata.capture import Capture, CaptureError
 from liftdata.config import ConfigError, ExpandConfig
 from liftdata.io.schema import Sample, make_key, make_meta
+from liftdata.lifters.quality import QUALITY_THRESHOLD
 from liftdata.ranks import process_rank, split_points
 from liftdata.samplers.pose import DEFAULT_SUPPORT_DEG
 from liftdata.samplers.references import usable_sample_frames
@@ -155,7 +156,7 @@ class Expansion:
     keep_unfit: bool = False  # also write captured frames without a face / with an outlier fit
     matte: bool = False  # every sample gets its foreground alpha (`{key}.alpha.png`, needs mediapipe)
     gate: str = "resample"  # quality gate policy (see `_lift_clip`): resample | drop | off
-    quality_threshold: float = 0.425  # = liftdata.lifters.quality.QUALITY_THRESHOLD
+    quality_threshold: float = QUALITY_THRESHOLD
     _references: dict = field(default_factory=dict, init=False, repr=False)  # last reference indices -> References
     _held_out: np.ndarray | None = field(default=None, init=False, repr=False)  # [T] frames the plan may not see
     gate_stats: dict = field(default_factory=lambda: dict.fromkeys(("failed", "dropped", "resampled", "kept_below"), 0),
@@ -599,7 +600,7 @@ class LiftDataset:
             raise ConfigError(f"expand: size must be a positive integer or None, got {size!r}")
         from liftdata.lifters import WarpLifter
 
-        from liftdata.lifters.quality import QUALITY_THRESHOLD, gate
+        from liftdata.lifters.quality import gate
 
         threshold = QUALITY_THRESHOLD if quality_threshold is None else float(quality_threshold)
         gate([], threshold, quality_gate)  # checks the policy and threshold

@@ -270,15 +270,15 @@ def open_input(ready: Prepared) -> Any:
                                       stride=config.stride, subject=config.subject)
 
     return _cropped(track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank),
-                    config.crop, tracked_here=True)
+                    config.crop)
 
 
-def _cropped(dataset: Any, crop: int | str | None, tracked_here: bool = False) -> Any:
+def _cropped(dataset: Any, crop: int | str | None) -> Any:
     """The head-centred crop of the (saved, uncropped) capture: one box, so one camera serves all
     frames. `crop="auto"`: only for captures liftdata tracked (a video, images, or their saved
     capture), side `AUTO_CROP` or the box's own side when smaller (never upsampled)."""
     extra = dataset.capture.extra or {}
-    tracked_here = tracked_here or ("tracking" in extra and "vhap" not in extra)  # a capture liftdata tracked
+    tracked_here = "tracking" in extra and "vhap" not in extra  # a capture liftdata tracked (now or earlier)
     if crop is None or (crop == "auto" and not tracked_here):
         return dataset
     from liftdata.config import AUTO_CROP
