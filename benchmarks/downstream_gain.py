@@ -59,7 +59,25 @@ def _as_frames(subject_capture, kin, images, source):
     return _frames(cap, source)
 
 
-def _tercile_bins(report: dict) -> list[dict]:
+def _metrics(args: argparse.Namespace) -> tuple[str, ...]:
+    """PSNR, SSIM and, when its weights were found, masked LPIPS (`lpips_alex` / `lpips_vgg`)."""
+    return METRICS + ((args.lpips_metric,) if getattr(args, "lpips_metric", None) else ())
+
+
+def _resolve_lpips(args: argparse.Namespace) -> None:
+    """Sets args.lpips_metric (the metric's name, or None) and args.lpips_note (that name or why not)."""
+    args.lpips_metric, args.lpips_note = None, "LPIPS disabled (--lpips-backbone none)"
+    if args.lpips_backbone != "none":
+        from liftdata.eval.lpips import LpipsWeightsError, find_weights
+
+        try:
+            find_weights(args.lpips_backbone, args.lpips_weights)
+            args.lpips_metric = args.lpips_note = f"lpips_{args.lpips_backbone}"
+        except LpipsWeightsError as e:
+            args.lpips_note = f"LPIPS skipped: {e}"
+
+
+def _tercile_bins(report: dict, metrics: tuple[str, ...] = METRICS) -> list[dict]:
     """The test frames split in three by their own extremeness (the same frames for every avatar):
     with a monotonous capture nearly all test frames land in eval's ">p99" bin, so these resolve
     "how extreme" within it."""
@@ -73,12 +91,13 @@ def _tercile_bins(report: dict) -> list[dict]:
     for b, label in enumerate(("test-tercile-1 (least extreme)", "test-tercile-2", "test-tercile-3 (most extreme)")):
         sel = [f for f, i in zip(per, idx) if i == b]
         out.append({"bin": label, "n": len(sel), **{k: _mean([f[k] for f in sel if np.isfinite(f[k])])
-                                                    for k in METRICS}})
+                                                    for k in metrics}})
     return out
 
 
 def run_subject(seed: int, args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
+    metrics = _metrics(args)
     from liftdata.avatar.compare import evaluate_renders
     from liftdata.avatar.data import AvatarFrames, composite
     from liftdata.avatar.train import TrainConfig, render_frames, train
@@ -116,13 +135,15 @@ def run_subject(seed: int, args: argparse.Namespace) -> dict:
             time.perf_counter()))
         train_s, train_cpu = time.perf_counter() - t, time.process_time() - cpu
         report = evaluate_renders(render_frames(avatar, test, args.size, args.backend), test, capture.kinematics,
-                                  args.size, avatar.config.background, backbone="none")
+                                  args.size, avatar.config.background,
+                                  backbone=args.lpips_backbone if args.lpips_metric else "none",
+                                  lpips_weights=args.lpips_weights)
         entry = {"n_frames": len(frames), "n_gaussians": len(avatar), "train_seconds": round(train_s, 1),
                  "train_cpu_seconds": round(train_cpu, 1),
                  "iterations_per_s": round((len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9), 3),
-                 "test": {k: report["metrics"][k] for k in METRICS},
-                 "bins": [{"bin": b["bin"], "n": b["n_frames"], **{k: b.get(k) for k in METRICS}}
-                          for b in report.get("bins", [])] + _tercile_bins(report)}
+                 "test": {k: report["metrics"][k] for k in metrics},
+                 "bins": [{"bin": b["bin"], "n": b["n_frames"], **{k: b.get(k) for k in metrics}}
+                          for b in report.get("bins", [])] + _tercile_bins(report, metrics)}
         if name == "a_captured":  # how well it fits what it was trained on
             r = to_nchw(render_frames(avatar, captured, args.size, args.backend))
             gt = to_nchw(composite(captured.images, captured.masks, avatar.config.background))
@@ -134,9 +155,9 @@ def run_subject(seed: int, args: argparse.Namespace) -> dict:
     base = out["avatars"]["a_captured"]
     for name, entry in out["avatars"].items():
         if name != "a_captured":
-            entry["gain"] = {k: entry["test"][k] - base["test"][k] for k in METRICS}
+            entry["gain"] = {k: entry["test"][k] - base["test"][k] for k in metrics}
             entry["gain_per_bin"] = [{"bin": x["bin"], **{k: (y[k] - x[k]) if x[k] is not None and y[k] is not None
-                                                          else None for k in METRICS}}
+                                                          else None for k in metrics}}
                                      for x, y in zip(base["bins"], entry["bins"])]
     return out
 
@@ -146,15 +167,15 @@ def _mean(values):
     return float(np.mean(v)) if v else None
 
 
-def summarize(subjects: list[dict]) -> dict:
+def summarize(subjects: list[dict], metrics: tuple[str, ...] = METRICS) -> dict:
     names = subjects[0]["avatars"].keys()
     summary = {}
     for name in names:
         entries = [s["avatars"][name] for s in subjects]
-        summary[name] = {"test_" + k: _mean([e["test"][k] for e in entries]) for k in METRICS}
+        summary[name] = {"test_" + k: _mean([e["test"][k] for e in entries]) for k in metrics}
         summary[name]["iterations_per_s"] = _mean([e["iterations_per_s"] for e in entries])
         if "gain" in entries[0]:
-            summary[name].update({"gain_" + k: _mean([e["gain"][k] for e in entries]) for k in METRICS})
+            summary[name].update({"gain_" + k: _mean([e["gain"][k] for e in entries]) for k in metrics})
             labels = [b["bin"] for b in entries[0]["gain_per_bin"]]
             summary[name]["gain_psnr_per_bin"] = {
                 lab: _mean([e["gain_per_bin"][i]["psnr"] for e in entries]) for i, lab in enumerate(labels)}
@@ -182,7 +203,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--work", default="/tmp/liftdata-downstream-gain", help="where avatars are written")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run, figures meaningless)")
     p.add_argument("--out", help="also write the JSON line to this file")
+    p.add_argument("--lpips-backbone", choices=["alex", "vgg", "none"], default="alex",
+                   help="masked LPIPS when its weights are found (see liftdata.eval.lpips)")
+    p.add_argument("--lpips-weights", help="directory with the LPIPS weight files")
     args = p.parse_args(argv)
+    _resolve_lpips(args)
     if args.quick:
         args.subjects, args.iterations, args.size = args.subjects[:1], 4, 32
         args.n_captured, args.n_lifted, args.n_test = 8, 4, 4
@@ -205,7 +230,7 @@ def main(argv=None) -> dict:
               "size": args.size, "n_captured": args.n_captured, "n_lifted": args.n_lifted, "n_test": args.n_test,
               "metrics_masked_to_head": True, "bins": bin_labels(), "lifters": {"b": "warp (WarpLifter defaults)",
                                                                                 "c": args.checkpoint},
-              "summary": summarize(subjects), "per_subject": subjects,
+              "lpips": args.lpips_note, "summary": summarize(subjects, _metrics(args)), "per_subject": subjects,
               "seconds": round(time.perf_counter() - t0, 1)}
     line = json.dumps(result)
     if args.out:

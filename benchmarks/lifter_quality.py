@@ -11,8 +11,9 @@ Stages:
        liftavatar_no_blend  the same model's raw output (ablation: no confidence blend),
        warp                 the warp lifter of THIS run (the same-run baseline),
        reference            the first reference returned unchanged;
-     head-mask PSNR / SSIM of the case's target frame and of the whole clip, and the temporal error
-     (frame-to-frame changes vs the ground truth's);
+     head-mask PSNR / SSIM of the case's target frame and of the whole clip, the temporal error
+     (frame-to-frame changes vs the ground truth's), and masked LPIPS when its weights are on disk
+     (`--lpips-weights`; otherwise the report's "lpips" says why it was skipped);
   3. the autoencoder's own reconstruction PSNR of the ground-truth frames (the ceiling of any
      latent lifter; `null` with "exact": true for the lossless pixel-space autoencoder).
 
@@ -60,6 +61,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--size", type=int, help="override size (training and evaluation)")
     p.add_argument("--seeds", type=int, default=8, help="held-out subjects per case")
     p.add_argument("--seed-start", type=int, default=3000)
+    p.add_argument("--lpips-backbone", choices=["alex", "vgg", "none"], default="alex",
+                   help="masked LPIPS per case when its weights are found (see liftdata.eval.lpips)")
+    p.add_argument("--lpips-weights", help="directory with the LPIPS weight files")
     p.add_argument("--cases", nargs="*", default=list(CASES))
     p.add_argument("--references", type=int, default=1, help="K at evaluation (1 = one frontal neutral frame)")
     p.add_argument("--inference-steps", type=int, default=20)
@@ -104,13 +108,26 @@ def autoencoder_reconstruction(pipeline, seeds: list[int], size: int) -> dict:
             "reconstruction_psnr": None if exact else float(np.mean(values))}
 
 
+def load_lpips_or_note(backbone: str, weights: str | None):
+    """(LPIPS network or None, what the report says: its metric name or why it was skipped)."""
+    if backbone == "none":
+        return None, "LPIPS disabled (--lpips-backbone none)"
+    from liftdata.eval.lpips import LpipsWeightsError, load_lpips
+
+    try:
+        return load_lpips(backbone, weights), f"lpips_{backbone}"
+    except LpipsWeightsError as e:
+        return None, f"LPIPS skipped: {e}"
+
+
 def per_case(results: dict[str, dict], cases: list[str]) -> dict:
     """{case: {method: metrics, gain_over_warp_db, gain_std_db}} from evaluate_cases outputs."""
     out = {}
     for case in cases:
-        row = {name: {m: r[case][m] for m in METRICS} for name, r in results.items()}
         any_run = next(iter(results.values()))[case]
-        row["reference"] = {m: any_run[f"{m}_reference"] for m in METRICS}
+        metrics = METRICS + tuple(k for k in any_run if k.startswith("lpips_") and not k.endswith("_reference"))
+        row = {name: {m: r[case][m] for m in metrics} for name, r in results.items()}
+        row["reference"] = {m: any_run[f"{m}_reference"] for m in metrics}
         ours, warp = (np.array(results[m][case]["per_seed"]["psnr"]) for m in ("liftavatar", "warp"))
         gains = ours - warp
         row.update(gain_over_warp_db=float(gains.mean()), gain_std_db=float(gains.std()),
@@ -164,15 +181,17 @@ def main(argv=None) -> dict:
         methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, args.inference_steps, warp_blend=False,
                                                           clip_frames=lifter.clip_frames)
     lifter.pipeline.set_progress_bar_config(disable=True)
+    lpips, lpips_note = load_lpips_or_note(args.lpips_backbone, args.lpips_weights)
     results, seconds = {}, {}
     for name, method in methods.items():
         tic = time.time()
-        results[name] = evaluate_cases(method, seeds, size=size, cases=args.cases, references=args.references)
+        results[name] = evaluate_cases(method, seeds, size=size, cases=args.cases, references=args.references,
+                                       lpips=lpips)
         seconds[name] = round(time.time() - tic, 1)
     table = per_case(results, args.cases)
     warp_src = (ROOT / "liftdata" / "lifters" / "warp.py").read_bytes()
     report = {
-        "benchmark": "lifter_quality", "cases": table, "targets": targets(table),
+        "benchmark": "lifter_quality", "cases": table, "targets": targets(table), "lpips": lpips_note,
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
         "checkpoint": str(checkpoint), "training": training_summary(checkpoint),
         "evaluation": {"seeds": seeds, "size": size, "references": args.references, "frames": 5,

@@ -46,6 +46,7 @@ __all__ = ["LiftDataset", "Expansion", "captured_samples", "condition_arrays", "
 
 CAPTURED_CLIP_FRAMES = 1000  #: captured frame i has the key of clip i // 1000, frame i % 1000
 GATE_ROUNDS = 4  #: quality gate "resample": rounds of re-planned candidates before a slot keeps its best
+IDENTITY_FILE = "identity.npy"  #: the subject's head-model identity, next to a written dataset's manifest
 
 
 class _Lifted(NamedTuple):
@@ -419,7 +420,9 @@ class Expansion:
                 stream = self.samples(after=_last_written_key(out_dir))
             else:
                 stream = self.samples(start)
-            return writer(stream, out_dir, start=start, expected_total=len(self), **kwargs)
+            result = writer(stream, out_dir, start=start, expected_total=len(self), **kwargs)
+            self._save_identity(out_dir)
+            return result
         if self.gate == "drop":
             raise ConfigError("quality gate drop: the dataset is written by one process (its length is only known "
                               "once lifted); use the resample gate (the default) with several processes")
@@ -428,8 +431,17 @@ class Expansion:
         start = resume_state(part)
         result = writer(itertools.islice(self.samples(lo + start), hi - lo - start), part, start=start,
                         expected_total=hi - lo, **kwargs)
+        self._save_identity(out_dir)
         merge_ranks(out_dir)  # the last rank to finish writes the joined manifest
         return result
+
+    def _save_identity(self, out_dir: str | os.PathLike) -> None:
+        """`out_dir/identity.npy`: the subject's head-model identity, which consumers need with the
+        kinematics (the avatar, `liftdata eval`); written (atomically) once the samples are."""
+        path = Path(out_dir) / IDENTITY_FILE
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, np.asarray(self.capture.identity))
+        tmp.replace(path)
 
     def write_vhap(self, out_dir: str | os.PathLike, *, split: str | None = None,
                    background: str | None = None) -> Path:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from liftdata.cli import main
+from test_eval_lpips import caches  # noqa: F401  (fixture: fake LPIPS weight files)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +29,24 @@ def dataset(tmp_path_factory):
     LiftDataset(capture).expand(4, seed=0).write_webdataset(d / "ds")
     np.save(d / "identity.npy", capture.identity)
     return d / "ds", d / "identity.npy"
+
+
+def test_written_dataset_carries_its_identity(dataset, tmp_path, capsys):
+    """Every writer saves the subject's identity next to the manifest: consumers need no --identity."""
+    ds, identity = dataset
+    assert np.array_equal(np.load(ds / "identity.npy"), np.load(identity))
+    assert main(["avatar", "train", str(ds), "--out", str(tmp_path / "av"), "--iterations", "2", "--size", "32"]) == 0
+    assert np.array_equal(np.load(tmp_path / "av" / "identity.npy"), np.load(identity))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ds.iterdir():
+        if f.name != "identity.npy":
+            (bare / f.name).symlink_to(f)
+    capsys.readouterr()
+    assert main(["avatar", "train", str(bare), "--out", str(tmp_path / "av2"), "--iterations", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "no subject identity" in err and "--identity" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "av2").exists()
 
 
 def test_train_render_compare(dataset, tmp_path, capsys):
@@ -60,9 +79,6 @@ def test_errors_are_one_line(dataset, tmp_path, capsys):
     ds, _ = dataset
     assert main(["avatar", "train", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "not a directory" in capsys.readouterr().err
-    assert main(["avatar", "train", str(ds), "--out", str(tmp_path / "x")]) == 2  # no identity next to it
-    err = capsys.readouterr().err
-    assert "--identity" in err and len(err.strip().splitlines()) == 1
     assert main(["avatar", "render", str(tmp_path), "--kinematics", str(ds), "--out", str(tmp_path / "r")]) == 2
     assert "not a liftdata avatar" in capsys.readouterr().err
 
@@ -77,9 +93,10 @@ def test_compare_needs_lifted_frames(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_downstream_gain_benchmark_quick(tmp_path):
+def test_downstream_gain_benchmark_quick(tmp_path, caches):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "downstream_gain.py"), "--quick", "--work",
-                          str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                          str(tmp_path), "--lpips-weights", str(caches)], capture_output=True, text=True, timeout=600,
+                         cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     summary = result["summary"]
@@ -88,3 +105,6 @@ def test_downstream_gain_benchmark_quick(tmp_path):
         want = summary[name]["test_psnr"] - summary["a_captured"]["test_psnr"]
         assert summary[name]["gain_psnr"] == pytest.approx(want)
     assert np.isfinite(summary["a_captured"]["train_psnr_full"])
+    assert result["lpips"] == "lpips_alex"  # fake weights: the metric is computed and reported, not skipped
+    assert summary["b_warp"]["gain_lpips_alex"] == pytest.approx(
+        summary["b_warp"]["test_lpips_alex"] - summary["a_captured"]["test_lpips_alex"])

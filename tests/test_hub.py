@@ -79,7 +79,7 @@ def test_push_to_hub_uploads_a_loadable_dataset(tmp_path, hub, expansion, monkey
         ("create_repo", dict(repo_id="someone/faces", repo_type="dataset", private=True, exist_ok=True)),
         ("upload_folder", dict(folder_path=local, repo_id="someone/faces", repo_type="dataset"))]
     uploaded = sorted(str(p.relative_to(hub.remote)) for p in hub.remote.rglob("*") if p.is_file())
-    assert uploaded == ["LICENSE.md", "README.md", "manifest.json", "train/synthetic-0-000000.parquet",
+    assert uploaded == ["LICENSE.md", "README.md", "identity.npy", "manifest.json", "train/synthetic-0-000000.parquet",
                         "train/synthetic-0-000001.parquet", "train/synthetic-0-000002.parquet"]
     # what a user of the Hub gets: the dataset card's configs, and the plain parquet loader
     by_card = datasets.load_dataset(str(hub.remote), cache_dir=str(tmp_path / "hf1"))["train"]

@@ -11,6 +11,7 @@ from scipy.ndimage import binary_dilation
 from liftdata.eval.lifter_cases import CASES, case_data, evaluate_cases, temporal_error
 from liftdata.lifters import _warp_ops as ops
 from liftdata.synthetic import make_capture, make_subject
+from test_eval_lpips import caches  # noqa: F401  (fixture: fake LPIPS weight files)
 
 SEED, SIZE = 4100, 64
 
@@ -111,3 +112,27 @@ def test_proxy_world_adds_hair_and_neck_around_the_same_face():
     assert differs[inner].mean() < 0.005  # a few pixels of the mouth slit see the shell behind it
     far = ~binary_dilation(head.mask[0], iterations=2)
     np.testing.assert_array_equal(head.truth[0][far], face.truth[0][far])  # same background
+
+
+def test_masked_lpips_per_case_matches_the_network_on_each_frame(caches):
+    from liftdata.eval.lpips import load_lpips
+    from liftdata.eval.metrics import to_nchw
+
+    net = load_lpips("alex", caches)
+
+    def oracle(refs, driving, seed):
+        return np.stack(list(make_capture(seed, kinematics=driving.kinematics, size=SIZE).frames))
+
+    def unchanged(refs, driving, seed):
+        return np.repeat(refs.images[:1], len(driving), 0)
+
+    best = evaluate_cases(oracle, [SEED], size=SIZE, cases=["yaw30"], frames=3, lpips=net)["yaw30"]
+    assert best["lpips_alex"] == pytest.approx(0, abs=1e-6) and best["lpips_alex_clip"] == pytest.approx(0, abs=1e-6)
+    same = evaluate_cases(unchanged, [SEED], size=SIZE, cases=["yaw30"], frames=3, lpips=net)["yaw30"]
+    data = case_data(SEED, "yaw30", size=SIZE, frames=3)
+    x = to_nchw(np.repeat(data.references.images[:1], 3, 0), dtype=torch.float32)
+    want = [float(net(x[i:i + 1], to_nchw(data.truth[i:i + 1], dtype=torch.float32),
+                      torch.from_numpy(data.mask[i:i + 1]).float())) for i in range(3)]
+    assert want[-1] > 0 and same["lpips_alex"] == pytest.approx(want[-1], rel=1e-4)
+    assert same["lpips_alex_clip"] == pytest.approx(np.mean(want), rel=1e-4)
+    assert same["lpips_alex"] == pytest.approx(same["lpips_alex_reference"])

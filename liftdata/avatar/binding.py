@@ -13,6 +13,8 @@ So a Gaussian moves, turns and grows with its triangle under any kinematics, and
 The binding mesh is the head model's triangles plus a fan over every inner boundary loop
 (builtin: the eyes and the mouth; FLAME: the mouth), around the loop's mean vertex, so the mouth
 interior and the eyes have triangles to carry Gaussians, as GaussianAvatars adds teeth to FLAME.
+With `AvatarConfig.mesh = "whole_head"` the builtin model's head proxy (skull, hair region, ears,
+neck; `BuiltinHeadModel.head_proxy`) is added, so hair and neck in a matte have triangles too.
 """
 
 from __future__ import annotations
@@ -28,12 +30,17 @@ __all__ = ["binding_mesh", "extend_vertices", "triangle_frames", "quat_to_matrix
            "covariances", "world_gaussians"]
 
 
-def binding_mesh(faces: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+def binding_mesh(faces: np.ndarray, holes_of: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """(faces [F', 3] = model faces + cap fans, loops): each cap adds one vertex, numbered after the
-    model's vertices in loop order (see `extend_vertices`)."""
+    model's vertices in loop order (see `extend_vertices`).
+
+    holes_of: the triangles whose inner boundary loops are capped (default `faces`; the whole head
+    passes the face mesh's own, so the proxy's open neck is not closed and the mouth is).
+    """
     faces = np.asarray(faces, np.int64)
     n_vertices = int(faces.max()) + 1
-    loops = boundary_loops(faces)[1:]  # the longest loop is the outer rim (face oval / neck)
+    # the longest loop is the outer rim (face oval / neck)
+    loops = boundary_loops(faces if holes_of is None else np.asarray(holes_of, np.int64))[1:]
     caps = []
     for i, loop in enumerate(loops):
         centre = n_vertices + i

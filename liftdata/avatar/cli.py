@@ -51,7 +51,7 @@ def _config(args: argparse.Namespace):
     from liftdata.avatar.train import TrainConfig
 
     cfg = TrainConfig(iterations=args.iterations, seed=args.seed, size=args.size, backend=args.backend)
-    return replace(cfg, avatar=AvatarConfig(sh_degree=args.sh_degree))
+    return replace(cfg, avatar=AvatarConfig(sh_degree=args.sh_degree, mesh=args.mesh))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -108,6 +108,9 @@ def _common(p: argparse.ArgumentParser, training: bool) -> None:
         p.add_argument("--size", type=int, default=128, help="longer image side to train at")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--sh-degree", type=int, default=0, choices=[0, 1, 2, 3])
+        p.add_argument("--mesh", choices=["auto", "face", "whole_head"], default="auto",
+                       help="triangles the Gaussians bind to (auto: whole_head when the dataset has alpha mattes "
+                            "and the head model a proxy, else face)")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

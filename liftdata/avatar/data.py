@@ -40,6 +40,7 @@ class AvatarFrames:
         sources: T strings, "captured" or "lifted".
         names: T frame names (sample keys with "/" -> "_").
         head_model, identity: the subject's head model and identity.
+        matted: the masks are alpha mattes (person: head, hair, neck), not the head model's silhouette.
     """
 
     images: np.ndarray
@@ -50,6 +51,7 @@ class AvatarFrames:
     names: list[str]
     head_model: Any
     identity: np.ndarray
+    matted: bool = False
 
     def __len__(self) -> int:
         return len(self.images)
@@ -58,7 +60,7 @@ class AvatarFrames:
         idx = np.asarray(index, dtype=int)
         return AvatarFrames(self.images[idx], self.masks[idx], self.kinematics[idx], [self.cameras[i] for i in idx],
                             [self.sources[i] for i in idx], [self.names[i] for i in idx], self.head_model,
-                            self.identity)
+                            self.identity, self.matted)
 
     def where(self, source: str) -> np.ndarray:
         return np.flatnonzero(np.array(self.sources) == source)
@@ -69,7 +71,7 @@ class AvatarFrames:
         return AvatarFrames(np.concatenate([p.images for p in parts]), np.concatenate([p.masks for p in parts]),
                             Kinematics.concat([p.kinematics for p in parts]), sum((p.cameras for p in parts), []),
                             sum((p.sources for p in parts), []), sum((p.names for p in parts), []),
-                            first.head_model, first.identity)
+                            first.head_model, first.identity, all(p.matted for p in parts))
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:  # [H, W] bool -> [H, W] bool
@@ -123,9 +125,11 @@ def _fit_camera(camera: Camera, size: int | None) -> Camera:
 
 
 def frames_from_capture(capture: Any, source: str = "captured", names: Sequence[str] | None = None,
-                        masks: np.ndarray | None = None, size: int | None = None) -> AvatarFrames:
+                        masks: np.ndarray | None = None, size: int | None = None, matted: bool = False,
+                        ) -> AvatarFrames:
     """A `Capture` (frames + kinematics + camera + identity) as avatar frames, masks rendered if not given.
-    `size`: resample frames (and camera) on load so the longer side is `size` (memory stays small)."""
+    `size`: resample frames (and camera) on load so the longer side is `size` (memory stays small).
+    `matted`: the given masks are alpha mattes of the person (hair, neck), see `AvatarFrames.matted`."""
     t = len(capture)
     cams = [_fit_camera(capture.camera, size)] * t
     if masks is None:
@@ -135,16 +139,21 @@ def frames_from_capture(capture: Any, source: str = "captured", names: Sequence[
     images = np.stack([_fit(np.asarray(capture.frames[i]), size) for i in range(t)])
     return AvatarFrames(images, masks, capture.kinematics, cams, [source] * t,
                         list(names or [f"{capture.capture_id}_{i:06d}" for i in range(t)]), capture.head_model,
-                        np.asarray(capture.identity, np.float32))
+                        np.asarray(capture.identity, np.float32), matted=bool(matted and masks is not None))
 
 
 def find_identity(directory: Path, identity: str | Path | None) -> np.ndarray:
-    """A dataset's identity: `identity` (an .npy file), else DIR/capture/identity.npy (what `liftdata
-    expand` tracks into), else an error naming both."""
-    path = Path(identity) if identity is not None else directory / "capture" / "identity.npy"
-    if not path.is_file():
-        raise AvatarError(f"{directory}: no subject identity ({path} not found); pass --identity FILE.npy "
-                          "(the head model identity the dataset's kinematics were tracked with)")
+    """A dataset's identity: `identity` (an .npy file), else DIR/identity.npy (what every liftdata
+    writer saves), else DIR/capture/identity.npy (the capture `liftdata expand` tracks into), else an
+    error naming them."""
+    if identity is not None:
+        candidates = [Path(identity)]
+    else:
+        candidates = [directory / "identity.npy", directory / "capture" / "identity.npy"]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise AvatarError(f"{directory}: no subject identity ({' or '.join(map(str, candidates))} not found); pass "
+                          "--identity FILE.npy (the head model identity the dataset's kinematics were tracked with)")
     return np.load(path).astype(np.float32)
 
 
@@ -154,12 +163,13 @@ def _dataset_frames(directory: Path, fmt: str, head_model: Any, identity: np.nda
     from liftdata.io.schema import decode_png
 
     read = read_webdataset if fmt == "webdataset" else read_parquet
-    images, masks, kins, cams, sources, names, missing = [], [], [], [], [], [], []
+    images, masks, kins, cams, sources, names, missing, n_alpha = [], [], [], [], [], [], [], 0
     for s in read(directory):
         images.append(_fit(decode_png(s.image), size))
         alpha = getattr(s, "alpha", None)
         if alpha is not None:
             masks.append(_fit(decode_png(alpha).astype(np.float32) / 255.0, size))
+            n_alpha += 1
         elif s.mask is not None:
             masks.append(_fit(fill_holes(decode_png(s.mask) > 127).astype(np.float32), size))
         else:
@@ -180,7 +190,7 @@ def _dataset_frames(directory: Path, fmt: str, head_model: Any, identity: np.nda
     if len(sizes) > 1:
         raise AvatarError(f"{directory}: frames of different sizes {sorted(sizes)}; the avatar trains on one size")
     return AvatarFrames(np.stack(images), np.stack(masks).astype(np.float32), kin, cams, sources, names, head_model,
-                        identity)
+                        identity, matted=n_alpha == len(images))
 
 
 def load_frames(path: str | Path, head_model: Any = None, identity: str | Path | None = None,

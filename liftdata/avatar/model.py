@@ -23,7 +23,7 @@ from liftdata.avatar.binding import binding_mesh, covariances, extend_vertices, 
 from liftdata.avatar.raster import RasterCamera, rasterize_gaussians
 from liftdata.errors import LiftdataError
 
-__all__ = ["AvatarConfig", "GaussianAvatar", "AvatarError", "SH_C0", "eval_sh"]
+__all__ = ["AvatarConfig", "GaussianAvatar", "AvatarError", "SH_C0", "eval_sh", "resolve_mesh", "MESHES"]
 
 AVATAR_FORMAT_VERSION = 1
 SH_C0 = 0.28209479177387814
@@ -47,6 +47,27 @@ class AvatarConfig:
     """Opacity of the initial Gaussians (one per binding triangle, at its centroid, the triangle's size)."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
     """The fixed colour renders and targets are composited over outside the head mask."""
+    mesh: str = "auto"
+    """The triangles the Gaussians bind to: "face" (the head model's mesh, caps over eyes and mouth),
+    "whole_head" (plus the builtin model's head proxy: skull, hair region, ears, neck), or "auto":
+    whole_head when the training frames carry alpha mattes (which hold hair and neck) and the head
+    model has a proxy, else face. A trained avatar stores the resolved value."""
+
+
+MESHES = ("auto", "face", "whole_head")
+
+
+def resolve_mesh(config: AvatarConfig, head_model: Any, matted: bool) -> AvatarConfig:
+    """`config` with `mesh` resolved ("auto" -> "whole_head" or "face"; see `AvatarConfig.mesh`)."""
+    if config.mesh not in MESHES:
+        raise AvatarError(f"mesh: expected one of {list(MESHES)}, got {config.mesh!r}")
+    has_proxy = callable(getattr(head_model, "head_proxy", None))
+    if config.mesh == "whole_head" and not has_proxy:
+        raise AvatarError(f"mesh: 'whole_head' needs a head model with a whole-head proxy (builtin); "
+                          f"{getattr(head_model, 'name', type(head_model).__name__)} has none")
+    if config.mesh != "auto":
+        return config
+    return dataclasses.replace(config, mesh="whole_head" if matted and has_proxy else "face")
 
 
 def eval_sh(sh: Tensor,  # [N, K, 3], K = (degree + 1)^2
@@ -82,11 +103,17 @@ class GaussianAvatar(nn.Module):
         super().__init__()
         if not 0 <= (config or AvatarConfig()).sh_degree <= 3:
             raise AvatarError(f"sh_degree: expected 0..3, got {config.sh_degree}")
-        self.head_model, self.config = head_model, config or AvatarConfig()
+        self.head_model = head_model
+        self.config = resolve_mesh(config or AvatarConfig(), head_model, matted=False)
         self.register_buffer("identity", torch.as_tensor(np.asarray(identity, np.float32)))
-        faces, self.loops = binding_mesh(head_model.faces)
+        self.proxy = head_model.head_proxy(self.identity) if self.config.mesh == "whole_head" else None
+        faces, self.loops = (binding_mesh(head_model.faces) if self.proxy is None
+                             else binding_mesh(self.proxy.all_faces, holes_of=head_model.faces))
         self.register_buffer("faces", torch.as_tensor(faces))
         g = gaussians or self._initial()
+        if len(g["binding"]) and int(np.max(g["binding"])) >= len(faces):
+            raise AvatarError(f"gaussians: bound to triangle {int(np.max(g['binding']))}, the {self.config.mesh} "
+                              f"binding mesh has {len(faces)} triangles (another mesh setting?)")
         self.register_buffer("binding", torch.as_tensor(np.asarray(g["binding"], np.int64)))
         for name in PARAMS:
             setattr(self, name, nn.Parameter(torch.as_tensor(np.asarray(g[name], np.float32))))
@@ -103,9 +130,14 @@ class GaussianAvatar(nn.Module):
 
     # ------------------------------------------------------------------ geometry and rendering
     def mesh(self, kinematics) -> Tensor:  # -> [T, V', 3] posed binding-mesh vertices
-        """Posed vertices of the binding mesh (model vertices + cap centres) under `kinematics`."""
+        """Posed vertices of the binding mesh (model vertices [+ head proxy] + cap centres) under `kinematics`."""
+        from liftdata.head.builtin import pose_head_proxy
+
         with torch.no_grad():
             v = self.head_model.vertices(self.identity.cpu(), kinematics).float()
+        if self.proxy is not None:
+            shell = pose_head_proxy(self.proxy, v.double().numpy())
+            v = torch.cat([v, torch.as_tensor(shell, dtype=v.dtype)], 1)
         return extend_vertices(v, self.loops).to(self.identity.device)
 
     def head_extent(self) -> float:
@@ -161,7 +193,7 @@ class GaussianAvatar(nn.Module):
             raise AvatarError(f"{d}: avatar of {doc['head_model']}, head model given is "
                               f"{head_model.name} v{head_model.version}")
         cfg = doc["config"]
-        config = AvatarConfig(**{**cfg, "background": tuple(cfg["background"])})
+        config = AvatarConfig(**{"mesh": "face", **cfg, "background": tuple(cfg["background"])})  # v1: face only
         with np.load(d / "gaussians.npz") as z:
             gaussians = {k: z[k] for k in z.files}
         return cls(head_model, np.load(d / "identity.npy"), config, gaussians), doc

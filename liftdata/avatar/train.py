@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from liftdata.avatar.data import AvatarFrames, composite
 from liftdata.avatar.densify import GradStats, densify_and_prune
-from liftdata.avatar.model import SH_C0, AvatarConfig, AvatarError, GaussianAvatar
+from liftdata.avatar.model import SH_C0, AvatarConfig, AvatarError, GaussianAvatar, resolve_mesh
 from liftdata.avatar.raster import RasterCamera, resolve_backend
 
 __all__ = ["TrainConfig", "train", "prepare", "PreparedFrames"]
@@ -141,6 +141,7 @@ def train(frames: AvatarFrames, out_dir: str | Path, cfg: TrainConfig | None = N
           progress: Callable[[int, int, dict], None] | None = None, resume: bool = True) -> GaussianAvatar:
     """Train an avatar on `frames` into `out_dir` (module docstring); returns it."""
     cfg = cfg or TrainConfig()
+    cfg = dataclasses.replace(cfg, avatar=resolve_mesh(cfg.avatar, frames.head_model, frames.matted))
     out = Path(out_dir)
     backend = resolve_backend(cfg.backend)
     if len(frames) == 0:

@@ -141,8 +141,10 @@ def temporal_error(pred: np.ndarray,  # [F, H, W, 3] uint8
     return float(diff[m].mean()) if m.any() else float("nan")
 
 
-def score_clip(pred: np.ndarray, data: CaseData) -> dict[str, float]:
-    """PSNR/SSIM in the head mask (target frame and clip mean) and the temporal error of one lifted clip."""
+def score_clip(pred: np.ndarray, data: CaseData, lpips: Any = None) -> dict[str, float]:
+    """PSNR/SSIM in the head mask (target frame and clip mean) and the temporal error of one lifted clip;
+    with an `LPIPS` network (`liftdata.eval.lpips.load_lpips`) also its masked LPIPS, as
+    `lpips_{backbone}` (target frame) and `lpips_{backbone}_clip`."""
     from liftdata.eval.metrics import psnr, ssim, to_nchw
 
     if pred.shape != data.truth.shape or pred.dtype != np.uint8:
@@ -150,8 +152,13 @@ def score_clip(pred: np.ndarray, data: CaseData) -> dict[str, float]:
     x, y = to_nchw(pred, dtype=torch.float64), to_nchw(data.truth, dtype=torch.float64)
     m = torch.from_numpy(data.mask).to(torch.float64)
     p, s = psnr(x, y, m).numpy(), ssim(x, y, m).numpy()
-    return {"psnr": float(p[-1]), "ssim": float(s[-1]), "psnr_clip": float(p.mean()), "ssim_clip": float(s.mean()),
-            "temporal": temporal_error(pred, data.truth, data.mask)}
+    out = {"psnr": float(p[-1]), "ssim": float(s[-1]), "psnr_clip": float(p.mean()), "ssim_clip": float(s.mean()),
+           "temporal": temporal_error(pred, data.truth, data.mask)}
+    if lpips is not None:
+        with torch.no_grad():
+            d = lpips(x.float(), y.float(), m.float()).numpy()
+        out.update({f"lpips_{lpips.backbone}": float(d[-1]), f"lpips_{lpips.backbone}_clip": float(d.mean())})
+    return out
 
 
 LiftFn = Callable[[References, Conditions, int], np.ndarray]
@@ -160,7 +167,7 @@ LiftFn = Callable[[References, Conditions, int], np.ndarray]
 def evaluate_cases(lifter: Any, seeds: list[int] | range, *, size: int = 128, cases: list[str] | None = None,
                    frames: int = 5, references: int = 1, backend: str = "auto", head: str = "face",
                    on_clip: Callable[[str, int, CaseData, np.ndarray], None] | None = None,
-                   ) -> dict[str, dict[str, Any]]:
+                   lpips: Any = None) -> dict[str, dict[str, Any]]:
     """Lift every case for every seed; mean metrics per case, with the unchanged-reference baseline.
 
     Args:
@@ -172,6 +179,7 @@ def evaluate_cases(lifter: Any, seeds: list[int] | range, *, size: int = 128, ca
         references: K (1 = one frontal neutral reference).
         head: "face" (default) or "proxy": subjects with hair and a neck; the head mask then covers them.
         on_clip: called as `on_clip(case, seed, data, lifted)` for every clip (e.g. to save images).
+        lpips: an `LPIPS` network: adds masked LPIPS to the metrics (see `score_clip`).
     """
     names = list(CASES) if cases is None else list(cases)
     unknown = [c for c in names if c not in CASES]
@@ -187,8 +195,8 @@ def evaluate_cases(lifter: Any, seeds: list[int] | range, *, size: int = 128, ca
             data = case_data(seed, case, size=size, frames=frames, references=references, backend=backend, head=head)
             lifted = np.asarray(lift(data.references, data.driving, seed))
             unchanged = np.repeat(data.references.images[:1], len(data.truth), axis=0)
-            scores = score_clip(lifted, data)
-            scores.update({f"{k}_reference": v for k, v in score_clip(unchanged, data).items()})
+            scores = score_clip(lifted, data, lpips)
+            scores.update({f"{k}_reference": v for k, v in score_clip(unchanged, data, lpips).items()})
             for k, v in scores.items():
                 per_seed.setdefault(k, []).append(v)
             if on_clip is not None:
