@@ -106,3 +106,31 @@ def test_whole_head_avatar_reproduces_the_matted_hair_and_neck(seed, tmp_path):
     assert auto.config.mesh == "whole_head" and bound_face.config.mesh == "face"
     assert psnr(auto, beyond_face) > psnr(bound_face, beyond_face) + 1.0
     assert psnr(auto, face > 0.5) > psnr(bound_face, face > 0.5) - 0.5  # the face is not paid for it
+
+
+def test_matte_is_limited_to_what_the_avatar_can_represent():
+    """A torso (or anything else far from the head) in the matte becomes background for the avatar; the matte on
+    and right around the binding mesh is kept; masks that are not mattes are left alone."""
+    from liftdata.avatar.data import MATTE_MARGIN, reachable_masks
+    from liftdata.synthetic import make_capture
+
+    size, n = 64, 3
+    cap = make_capture(21, n_frames=n, size=size, head="proxy", max_yaw_deg=15)
+    model, identity = cap.head_model, torch.as_tensor(cap.identity)
+    whole_v, whole_f = model.whole_head(identity, cap.kinematics)
+    head = _silhouettes(whole_v, whole_f, cap.camera, n)
+    matte = head.copy()
+    matte[:, -8:, :] = 1.0  # a torso along the bottom edge
+    matte[:, :6, :6] = 0.5  # something in a corner
+    frames = frames_from_capture(cap, masks=matte, matted=True)
+    avatar = GaussianAvatar(model, cap.identity, AvatarConfig(mesh="whole_head"))
+    kept = reachable_masks(frames, avatar).masks
+    assert np.array_equal(kept[head > 0.5], matte[head > 0.5])  # the head itself: untouched
+    far = np.ones_like(head, bool)
+    r = int(np.ceil(MATTE_MARGIN * size)) + 1
+    ys, xs = np.nonzero(head.max(0) > 0.5)
+    far[:, max(0, ys.min() - r):ys.max() + r + 1, max(0, xs.min() - r):xs.max() + r + 1] = False
+    assert far[:, :6, :6].all() and (kept[far] == 0).all() and (matte[far] > 0).any()
+    assert kept[:, -8:][head[:, -8:] > 0.5].min() == 1.0  # the neck where it meets the torso is kept
+    plain = frames_from_capture(cap, masks=matte, matted=False)
+    assert reachable_masks(plain, avatar) is plain

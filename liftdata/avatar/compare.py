@@ -22,7 +22,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from liftdata.avatar.data import AvatarFrames, composite
+from liftdata.avatar.data import AvatarFrames, composite, reachable_masks
 from liftdata.avatar.model import AvatarError
 from liftdata.avatar.train import TrainConfig, render_frames, train
 from liftdata.eval.splits import SPLITS, ExtremenessModel, monocular_split
@@ -106,9 +106,10 @@ def compare(frames: AvatarFrames, out_dir: str | Path, cfg: TrainConfig | None =
                   "frames only for a clean comparison", "avatars": {}}
     for name, idx in (("captured", train_idx), ("lifted", np.concatenate([train_idx, lifted]))):
         avatar = train(frames.subset(idx), out / name, cfg, progress=progress(name) if progress else None)
-        renders = render_frames(avatar, test, cfg.size, cfg.backend)
-        _save_pngs(out / name / "renders", test.names, renders)
-        report = evaluate_renders(renders, test, train_kin, cfg.size, avatar.config.background,
+        scored = reachable_masks(test, avatar)  # as the avatar was trained: what its mesh can represent
+        renders = render_frames(avatar, scored, cfg.size, cfg.backend)
+        _save_pngs(out / name / "renders", scored.names, renders)
+        report = evaluate_renders(renders, scored, train_kin, cfg.size, avatar.config.background,
                                   out / name / "eval", backbone, lpips_weights)
         result["avatars"][name] = {"n_train_frames": len(idx), "n_gaussians": len(avatar),
                                    "metrics": report["metrics"], "bins": report.get("bins", []),

@@ -11,6 +11,7 @@ filled), or are rendered from the head model (the binding mesh, whose caps close
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from liftdata.avatar.model import AvatarError
 from liftdata.kinematics import Camera, Kinematics
 
 __all__ = ["AvatarFrames", "load_frames", "frames_from_capture", "head_masks", "fill_holes", "composite",
-           "find_identity"]
+           "find_identity", "silhouettes", "reachable_masks", "MATTE_MARGIN"]
 
 
 @dataclass
@@ -87,17 +88,43 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:  # [H, W] bool -> [H, W] bool
 def head_masks(head_model: Any, identity: np.ndarray, kinematics: Kinematics, cameras: Sequence[Camera],
                backend: str = "auto") -> np.ndarray:  # [T, H, W] float32
     """Silhouettes of the binding mesh (head model + cap fans over eyes and mouth)."""
-    from liftdata.render import rasterize
-
     faces, loops = binding_mesh(head_model.faces)
     with torch.no_grad():
         v = extend_vertices(head_model.vertices(torch.as_tensor(identity), kinematics).float(), loops)
+    return silhouettes(v, faces, cameras, backend)
+
+
+def silhouettes(vertices: torch.Tensor,  # [T, V, 3] posed
+                faces: np.ndarray,  # [F, 3]
+                cameras: Sequence[Camera], backend: str = "auto") -> np.ndarray:  # [T, H, W] float32 in {0, 1}
+    """Where the mesh covers each frame's pixels."""
+    from liftdata.render import rasterize
+
     out = []
-    for i in range(0, len(kinematics), 16):
+    for i in range(0, len(vertices), 16):
         cams = list(cameras[i:i + 16])
-        frags = rasterize(v[i:i + 16], faces, cams, backend=backend)
+        frags = rasterize(vertices[i:i + 16].cpu(), np.asarray(faces), cams, backend=backend)
         out.append(frags.mask.float().cpu().numpy().reshape(len(cams), cams[0].height, cams[0].width))
     return np.concatenate(out).astype(np.float32)
+
+
+MATTE_MARGIN = 0.05
+"""Matted frames: how far beyond the avatar's binding mesh (a fraction of the longer image side)
+the matte still counts as the subject (hair fuller than the proxy's skull)."""
+
+
+def reachable_masks(frames: AvatarFrames, avatar: Any, margin: float = MATTE_MARGIN) -> AvatarFrames:
+    """Matted frames with every matte limited to what `avatar` can represent: its binding mesh's
+    silhouette, dilated by `margin` x the longer image side. A torso, hands or a held object in the
+    matte become background instead of being smeared over by the nearest Gaussians. Frames whose
+    masks are not mattes are returned as they are."""
+    if not frames.matted or len(frames) == 0:
+        return frames
+    sil = silhouettes(avatar.mesh(frames.kinematics), avatar.faces.cpu().numpy(), frames.cameras)
+    r = max(1, round(margin * max(frames.images.shape[1:3])))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    near = np.stack([cv2.dilate(m, kernel) for m in sil])
+    return dataclasses.replace(frames, masks=(frames.masks * near).astype(np.float32))
 
 
 def composite(images: np.ndarray,  # [..., H, W, 3] uint8

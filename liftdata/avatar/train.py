@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from liftdata.avatar.data import AvatarFrames, composite
+from liftdata.avatar.data import AvatarFrames, composite, reachable_masks
 from liftdata.avatar.densify import GradStats, densify_and_prune
 from liftdata.avatar.model import SH_C0, AvatarConfig, AvatarError, GaussianAvatar, resolve_mesh
 from liftdata.avatar.raster import RasterCamera, resolve_backend
@@ -149,7 +149,7 @@ def train(frames: AvatarFrames, out_dir: str | Path, cfg: TrainConfig | None = N
     torch.manual_seed(cfg.seed)
     device = "cuda" if backend == "gsplat" else "cpu"
     avatar = GaussianAvatar(frames.head_model, frames.identity, cfg.avatar).to(device)
-    data = prepare(avatar, frames, cfg.size)
+    data = prepare(avatar, reachable_masks(frames, avatar), cfg.size)
     _init_colors(avatar, data)
     optimizer = _optimizer(avatar, cfg)
     stats, start = GradStats(len(avatar)), 0
