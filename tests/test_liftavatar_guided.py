@@ -283,3 +283,38 @@ def test_sample_prediction_loss_is_the_x0_error_over_sigma():
     x_t = (1 - sigmas.view(2, 1, 1, 1, 1)) * x0 + sigmas.view(2, 1, 1, 1, 1) * noise
     v_hat, v = (x_t - x0_hat) / s, (x_t - x0) / s  # the velocity of the sample prediction, and the exact one
     assert torch.isclose(loss, ((v_hat - v) ** 2).mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("prediction", ["sample", "velocity"])
+def test_confident_weight_spends_the_loss_where_the_warp_is_unsure(prediction):
+    from liftdata.lifters.liftavatar.training import flow_matching_loss
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, out):
+            super().__init__()
+            self.out = out
+
+        def forward(self, x, t, return_dict=False, **kw):
+            return (self.out,)
+
+    g = torch.Generator().manual_seed(3)
+    x0, noise, out = (torch.randn(2, 12, 1, 4, 4, generator=g) for _ in range(3))
+    c = torch.rand(2, 1, 1, 4, 4, generator=g)
+    sigmas = torch.tensor([0.7, 0.3])
+    batch = {"x0": x0, "warp_confidence": c}
+    plain = flow_matching_loss(Fixed(out), {"x0": x0}, sigmas, noise, prediction=prediction)
+    assert torch.isclose(flow_matching_loss(Fixed(out), batch, sigmas, noise, prediction=prediction), plain)
+    # a slow per-pixel reference: the squared error of every element, weighted 0.1 c + (1 - c)
+    s = sigmas.view(2, 1, 1, 1, 1)
+    x_t = (1 - s) * x0 + s * noise
+    sq = ((x_t - out) / s.clamp(min=0.05) - (x_t - x0) / s.clamp(min=0.05)) ** 2 if prediction == "sample" \
+        else (out - (noise - x0)) ** 2
+    num = den = 0.0
+    for b, ch, f, y, x in np.ndindex(*sq.shape):
+        w = 0.1 * float(c[b, 0, f, y, x]) + 1 - float(c[b, 0, f, y, x])
+        num, den = num + w * float(sq[b, ch, f, y, x]), den + w
+    weighted = flow_matching_loss(Fixed(out), batch, sigmas, noise, prediction=prediction, confident_weight=0.1)
+    assert weighted.item() == pytest.approx(num / den, rel=1e-5)
+    sure = {"x0": x0, "warp_confidence": torch.ones_like(c)}  # all confident: the same weight everywhere
+    assert torch.isclose(flow_matching_loss(Fixed(out), sure, sigmas, noise, prediction=prediction,
+                                            confident_weight=0.1), plain)

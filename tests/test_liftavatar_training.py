@@ -133,6 +133,8 @@ def test_config_errors(tmp_path):
         load_config(path)
     with pytest.raises(ValueError, match="num_frames"):
         train(config(tmp_path, num_frames=6), random_data())
+    with pytest.raises(ValueError, match=r"confident_weight: expected a weight in \[0, 1\], got 1.5"):
+        train(config(tmp_path, confident_weight=1.5), random_data())
 
 
 def test_shipped_lifter_recipe_is_a_valid_config():

@@ -76,6 +76,10 @@ class TrainConfig:
     dropout_references: float = 0.1
     dropout_shading: float = 0.1
     dropout_coefficients: float = 0.1
+    confident_weight: float = 1.0
+    """Warp-guided training: the loss weight where the warp is confident (c = 1), per pixel
+    `confident_weight * c + (1 - c)`. 1 is the plain loss. The lifter's blend replaces confident
+    pixels with the warp anyway, so a lower weight spends the model on what the warp does not know."""
     lora_rank: int = 0  #: 0 trains every weight; > 0 LoRA on attention + FFN, new encoders fully
     lora_alpha: float | None = None  #: defaults to lora_rank
     mixed_precision: str = "no"  #: accelerate: "no", "bf16", "fp16"
@@ -211,12 +215,14 @@ def sample_sigmas(cfg: TrainConfig, n: int, generator: torch.Generator) -> torch
 
 def flow_matching_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor | None], sigmas: torch.Tensor,
                        noise: torch.Tensor, dtype: torch.dtype = torch.float32, prediction: str = "velocity",
-                       ) -> torch.Tensor:
+                       confident_weight: float = 1.0) -> torch.Tensor:
     """MSE between the velocity and eps - x0 on the target frames (the model outputs only those).
 
     `model` may be wrapped (DDP); `dtype` is the transformer's parameter dtype. With
     `prediction="sample"` the model outputs x0 and its velocity is (x_t - x0_hat) / sigma, so the
     loss is ||x0 - x0_hat||^2 / sigma^2 (sigma clipped at 0.05, as in "Back to Basics").
+    `confident_weight` < 1 (with warp guidance) weights each pixel by `w c + (1 - c)` (c: the warp's
+    confidence; `TrainConfig.confident_weight`), normalised by the mean weight.
     """
     x0 = batch["x0"]
     s = sigmas.view(-1, 1, 1, 1, 1).to(x0)
@@ -224,8 +230,14 @@ def flow_matching_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor | N
     conditions = {k: (v.to(dtype) if v is not None else None) for k, v in batch.items() if k != "x0"}
     pred = model(x_t.to(dtype), (sigmas * 1000).to(x0.device, dtype), **conditions, return_dict=False)[0]
     if prediction == "sample":
-        return (((pred.float() - x0.float()) / s.float().clamp(min=0.05)) ** 2).mean()
-    return F.mse_loss(pred.float(), (noise - x0).float())
+        err = ((pred.float() - x0.float()) / s.float().clamp(min=0.05)) ** 2
+    else:
+        err = (pred.float() - (noise - x0).float()) ** 2
+    c = batch.get("warp_confidence")
+    if confident_weight == 1.0 or c is None:
+        return err.mean()
+    w = (confident_weight * c.float() + (1 - c.float())).expand_as(err)
+    return (w * err).sum() / w.sum()
 
 
 # ---------------------------------------------------------------------- model set-up
@@ -330,6 +342,8 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
     factor = pipe.vae.config.scale_factor_temporal
     if (cfg.num_frames - 1) % factor:
         raise ValueError(f"num_frames: must be {factor}n + 1, got {cfg.num_frames}")
+    if not 0.0 <= cfg.confident_weight <= 1.0:
+        raise ValueError(f"confident_weight: expected a weight in [0, 1], got {cfg.confident_weight}")
     pipe.vae.to(acc.device)
     model = pipe.transformer
     guided = model.config.warp_guidance
@@ -380,7 +394,8 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         noise = torch.randn(batch["x0"].shape, generator=gen).to(acc.device)
         with acc.accumulate(model), acc.autocast():
             inner = acc.unwrap_model(model)
-            loss = flow_matching_loss(model, batch, sigmas, noise, inner.dtype, inner.config.prediction_type)
+            loss = flow_matching_loss(model, batch, sigmas, noise, inner.dtype, inner.config.prediction_type,
+                                      cfg.confident_weight)
             acc.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
