@@ -61,7 +61,7 @@ def _as_frames(subject_capture, kin, images, source):
 
 def _metrics(args: argparse.Namespace) -> tuple[str, ...]:
     """PSNR, SSIM and, when its weights were found, masked LPIPS (`lpips_alex` / `lpips_vgg`)."""
-    return METRICS + ((args.lpips_metric,) if getattr(args, "lpips_metric", None) else ())
+    return METRICS + ((args.lpips_metric,) if args.lpips_metric else ())
 
 
 def _resolve_lpips(args: argparse.Namespace) -> None:

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from liftdata.eval.lifter_cases import CASES, evaluate_cases
+from liftdata.eval.report import lpips_network
 from liftdata.lifters.liftavatar import LiftAvatarLifter
 from liftdata.lifters.warp import WarpLifter
 
@@ -108,18 +109,6 @@ def autoencoder_reconstruction(pipeline, seeds: list[int], size: int) -> dict:
             "reconstruction_psnr": None if exact else float(np.mean(values))}
 
 
-def load_lpips_or_note(backbone: str, weights: str | None):
-    """(LPIPS network or None, what the report says: its metric name or why it was skipped)."""
-    if backbone == "none":
-        return None, "LPIPS disabled (--lpips-backbone none)"
-    from liftdata.eval.lpips import LpipsWeightsError, load_lpips
-
-    try:
-        return load_lpips(backbone, weights), f"lpips_{backbone}"
-    except LpipsWeightsError as e:
-        return None, f"LPIPS skipped: {e}"
-
-
 def per_case(results: dict[str, dict], cases: list[str]) -> dict:
     """{case: {method: metrics, gain_over_warp_db, gain_std_db}} from evaluate_cases outputs."""
     out = {}
@@ -181,7 +170,7 @@ def main(argv=None) -> dict:
         methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, args.inference_steps, warp_blend=False,
                                                           clip_frames=lifter.clip_frames)
     lifter.pipeline.set_progress_bar_config(disable=True)
-    lpips, lpips_note = load_lpips_or_note(args.lpips_backbone, args.lpips_weights)
+    lpips_name, lpips, lpips_note = lpips_network(args.lpips_backbone, args.lpips_weights)
     results, seconds = {}, {}
     for name, method in methods.items():
         tic = time.time()
@@ -191,7 +180,7 @@ def main(argv=None) -> dict:
     table = per_case(results, args.cases)
     warp_src = (ROOT / "liftdata" / "lifters" / "warp.py").read_bytes()
     report = {
-        "benchmark": "lifter_quality", "cases": table, "targets": targets(table), "lpips": lpips_note,
+        "benchmark": "lifter_quality", "cases": table, "targets": targets(table), "lpips": lpips_name or lpips_note,
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
         "checkpoint": str(checkpoint), "training": training_summary(checkpoint),
         "evaluation": {"seeds": seeds, "size": size, "references": args.references, "frames": 5,

@@ -264,16 +264,19 @@ def test_sample_prediction_with_residual_starts_as_the_warp(steps):
     assert torch.allclose(out, inputs["warp_frames"], atol=1e-5)
 
 
+class Fixed(torch.nn.Module):
+    """A stand-in transformer that outputs a known tensor whatever the input."""
+
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+
+    def forward(self, x, t, return_dict=False, **kw):
+        return (self.out,)
+
+
 def test_sample_prediction_loss_is_the_x0_error_over_sigma():
     from liftdata.lifters.liftavatar.training import flow_matching_loss
-
-    class Fixed(torch.nn.Module):  # outputs a known x0_hat whatever the input
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward(self, x, t, return_dict=False, **kw):
-            return (self.out,)
 
     g = torch.Generator().manual_seed(7)
     x0, noise, x0_hat = (torch.randn(2, 48, 1, 4, 4, generator=g) for _ in range(3))
@@ -288,14 +291,6 @@ def test_sample_prediction_loss_is_the_x0_error_over_sigma():
 @pytest.mark.parametrize("prediction", ["sample", "velocity"])
 def test_confident_weight_spends_the_loss_where_the_warp_is_unsure(prediction):
     from liftdata.lifters.liftavatar.training import flow_matching_loss
-
-    class Fixed(torch.nn.Module):
-        def __init__(self, out):
-            super().__init__()
-            self.out = out
-
-        def forward(self, x, t, return_dict=False, **kw):
-            return (self.out,)
 
     g = torch.Generator().manual_seed(3)
     x0, noise, out = (torch.randn(2, 12, 1, 4, 4, generator=g) for _ in range(3))

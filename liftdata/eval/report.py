@@ -55,7 +55,7 @@ def match_frames(renders: FrameSet, gt: FrameSet, split: str | None = None) -> t
     return renders.subset(names), gt.subset(names), train
 
 
-def _lpips_net(backbone: str, weights: str | None, device: str):
+def lpips_network(backbone: str, weights: str | None, device: str = "cpu"):
     """(name, network or None, note): a missing weight file is an error only if `weights` was given."""
     if backbone == "none":
         return None, None, "LPIPS disabled (--backbone none)"
@@ -136,7 +136,7 @@ def evaluate(renders: FrameSet, gt: FrameSet, *, masks=None, backbone: str = "al
              kinematic: bool = False) -> dict[str, Any]:
     """Compute the report dict (see module doc). `train`: a FrameSet / path with kinematics."""
     renders, gt, train_part = match_frames(renders, gt, split)
-    lpips_name, lpips_net, lpips_note = _lpips_net(backbone, lpips_weights, device)
+    lpips_name, lpips_net, lpips_note = lpips_network(backbone, lpips_weights, device)
     per_frame = _image_metrics(renders, gt, masks, lpips_name, lpips_net, device, batch_size)
     if isinstance(train, (str, Path)):
         train_kin, note = load_kinematics(train), str(train)
