@@ -5,8 +5,11 @@ Prints one JSON line:
     synthetic capture (plan -> condition maps -> warp lift -> PNG encode -> tar shards);
   - parts: the same work measured stage by stage on the same plan, each alone: `plan` (the sampler),
     `render` (`render_conditions` of each clip's reference and driving frames + uint8 maps),
-    `warp` (`WarpLifter.lift` on precomputed conditions), `encode` (`Sample.from_arrays`, PNG),
-    `write` (`write_webdataset` of the pre-encoded samples), in seconds per frame;
+    `warp` (`lift_scored`: the warp lift and the quality score of every frame, as expand does),
+    `alpha` (the foreground matte of each lifted frame, when the capture has mattes), `encode`
+    (`Sample.from_arrays`, PNG), `write` (`write_webdataset` of the pre-encoded samples), in seconds
+    per frame. Both sides run with the quality gate off: with "resample" the gate re-lifts frames
+    under its threshold, work that the parts would not count;
   - ratio = end_to_end_fps / (1 / sum of per-frame part times) (target >= 0.7: the pipeline adds
     little beyond its parts);
   - peak RSS of expanding n=200 vs n=2000 frames in fresh subprocesses (target ratio <= 1.2):
@@ -41,18 +44,19 @@ def make_dataset():
 
 def end_to_end(dataset, n: int, out: Path) -> float:
     t0 = time.perf_counter()
-    dataset.expand(n, include_captured=False).write_webdataset(out, progress=False)
+    dataset.expand(n, include_captured=False, quality_gate="off").write_webdataset(out, progress=False)
     return time.perf_counter() - t0
 
 
 def parts(dataset, n: int, out: Path) -> dict[str, float]:
     """Seconds spent in each stage for the n frames, each stage run alone on the previous one's output."""
-    from liftdata.dataset import _uint8_maps
+    from liftdata.dataset import _uint8_maps, captured_key
     from liftdata.io import Sample, make_key, make_meta, write_webdataset
     from liftdata.lifters import References, WarpLifter, render_conditions
+    from liftdata.lifters.quality import lift_scored
 
     cap, lifter, t = dataset.capture, WarpLifter(), {}
-    exp = dataset.expand(n, include_captured=False)
+    exp = dataset.expand(n, include_captured=False, quality_gate="off")
     t0 = time.perf_counter()
     clips = exp.sampler.sample(cap, n, np.random.default_rng(exp.seed)).clips
     t["plan"] = time.perf_counter() - t0
@@ -68,19 +72,27 @@ def parts(dataset, n: int, out: Path) -> dict[str, float]:
     t["render"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    frames = [lifter.lift(refs, driving) for refs, driving, _ in rendered]
+    frames = [lift_scored(lifter, refs, driving).frames for refs, driving, _ in rendered]
     t["warp"] = time.perf_counter() - t0
+
+    alphas = [[None] * len(clip.kinematics) for clip in clips]
+    if exp._matter is not None:
+        t0 = time.perf_counter()
+        alphas = [[exp._matter(images[f], clip.kinematics[f]) for f in range(len(clip.kinematics))]
+                  for clip, images in zip(clips, frames)]
+        t["alpha"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     samples = []
-    for j, (clip, images, (_, _, maps)) in enumerate(zip(clips, frames, rendered)):
+    for j, (clip, images, alpha, (_, _, maps)) in enumerate(zip(clips, frames, alphas, rendered)):
         for f in range(len(clip.kinematics)):
             key, kin = make_key(cap.capture_id, 1 + j, f), clip.kinematics[f]
             meta = make_meta(key, kin, source="lifted", sampler={"name": clip.provenance["sampler"],
                                                                  "params": clip.provenance["params"]},
-                             lifter={"name": "warp", "version": "1"})
+                             lifter={"name": "warp", "version": "1"},
+                             reference_keys=[captured_key(cap, int(i)) for i in clip.reference_indices])
             samples.append(Sample.from_arrays(key, images[f], kin, cap.camera, meta, shading=maps["shading"][f],
-                                              normal=maps["normal"][f], mask=maps["mask"][f]))
+                                              normal=maps["normal"][f], mask=maps["mask"][f], alpha=alpha[f]))
     t["encode"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

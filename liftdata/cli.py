@@ -39,7 +39,8 @@ def _input_kind(path: Path) -> str:
 
 
 def _open_input(args: argparse.Namespace):
-    """A LiftDataset from a video, an image / folder of images, or a tracked directory."""
+    """A LiftDataset from a video, an image / folder of images, or a tracked directory; uncropped
+    (`liftdata track` saves the input's framing; `expand` crops the saved capture)."""
     from liftdata.dataset import LiftDataset
 
     path = Path(args.input)
@@ -52,8 +53,9 @@ def _open_input(args: argparse.Namespace):
     if kind == "tracked":
         return LiftDataset.from_tracked(path, model)
     if kind == "images":
-        return LiftDataset.from_images(path, model)
-    return LiftDataset.from_video(path, model, max_frames=args.max_frames, stride=args.stride, subject=args.subject)
+        return LiftDataset.from_images(path, model, crop=None)
+    return LiftDataset.from_video(path, model, max_frames=args.max_frames, stride=args.stride, subject=args.subject,
+                                  crop=None)
 
 
 def _sampler_spec(spec: str | None) -> dict | None:

@@ -551,20 +551,22 @@ class LiftDataset:
     @classmethod
     def from_video(cls, path: str | os.PathLike, head_model: Any = "builtin", *, fps: float | None = None,
                    stride: int = 1, max_frames: int | None = None, progress: bool = True,
-                   subject: int = 0) -> LiftDataset:
-        """Track a monocular video (needs the `track` extra); `subject`: which person to keep (0: most frames)."""
+                   subject: int = 0, crop: int | str | None = "auto") -> LiftDataset:
+        """Track a monocular video (needs the `track` extra); `subject`: which person to keep (0: most frames);
+        `crop`: see `crop` (the same default as `liftdata expand --crop`)."""
         from liftdata.track import track_video
 
         return cls(track_video(path, head_model, fps=fps, stride=stride, max_frames=max_frames, progress=progress,
-                               subject=subject))
+                               subject=subject)).crop(crop)
 
     @classmethod
     def from_images(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: Any = "builtin",
-                    progress: bool = True) -> LiftDataset:
-        """Track one photo, a few photos or a folder of images of one subject (needs the `track` extra)."""
+                    progress: bool = True, crop: int | str | None = "auto") -> LiftDataset:
+        """Track one photo, a few photos or a folder of images of one subject (needs the `track` extra);
+        `crop`: see `crop` (the same default as `liftdata expand --crop`)."""
         from liftdata.track import track_images
 
-        return cls(track_images(paths, head_model, progress=progress))
+        return cls(track_images(paths, head_model, progress=progress)).crop(crop)
 
     @classmethod
     def from_tracked(cls, directory: str | os.PathLike, head_model: Any = None) -> LiftDataset:
@@ -580,6 +582,30 @@ class LiftDataset:
             raise ConfigError(f"{d}: a VHAP/GaussianAvatars directory needs its FLAME head model "
                              "(head_model=FlameHeadModel.from_file(...))")
         return cls(import_vhap(d, head_model))
+
+    def crop(self, size: int | str | None = "auto") -> LiftDataset:
+        """The head-centred square crop of this capture (INSTA-style, 2.5 x the face size), resized to
+        `size` px, with the camera adjusted so the kinematics stay exact; one box for all frames, so
+        one camera serves them all.
+
+        "auto": only captures liftdata tracked (a video, images, or their saved capture) are cropped,
+        to `AUTO_CROP` px or to the box's own side when smaller (never upsampled); None: unchanged.
+        """
+        extra = self.capture.extra or {}
+        tracked_here = "tracking" in extra and "vhap" not in extra  # a capture liftdata tracked (now or earlier)
+        if size is None or (size == "auto" and not tracked_here):
+            return self
+        from liftdata.config import AUTO_CROP, MAX_SIZE, MIN_CROP
+        from liftdata.track.crop import CropConfig, crop_capture
+
+        if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and MIN_CROP <= size <= MAX_SIZE):
+            raise ConfigError(f"crop: expected an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), 'auto' or None, "
+                              f"got {size!r}")
+        side = AUTO_CROP if size == "auto" else size
+        cropped = crop_capture(self.capture, CropConfig(size=side, per_shot=False))
+        if size == "auto" and (box := int(round(float(cropped.boxes[0][2])))) < side:
+            cropped = crop_capture(self.capture, CropConfig(size=box + box % 2, per_shot=False))
+        return LiftDataset(cropped.capture(self.capture))
 
     def expand(self, n: int, sampler: Any = None, lifter: Any = None, *, seed: int = 0, size: int | None = None,
                include_captured: bool = True, backend: str = "auto", config: ExpandConfig | None = None,

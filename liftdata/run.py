@@ -254,40 +254,21 @@ def open_input(ready: Prepared) -> Any:
         unknown = set(spec) - {"seed", "frames", "size"}
         if unknown:
             raise ConfigError(f"synthetic: unknown keys {sorted(unknown)}; valid: seed, frames, size")
-        return _cropped(LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48),
-                                                 size=spec.get("size", 256))), config.crop)
+        return LiftDataset(make_capture(spec.get("seed", 0), n_frames=spec.get("frames", 48),
+                                        size=spec.get("size", 256))).crop(config.crop)
     if kind == "tracked":
         if config.camera is not None:  # one camera of a multi-camera VHAP folder
             from liftdata.io.vhap import import_vhap
 
-            return _cropped(LiftDataset(import_vhap(config.tracked, ready.head_model, config.camera)), config.crop)
-        return _cropped(LiftDataset.from_tracked(config.tracked, ready.head_model), config.crop)
+            return LiftDataset(import_vhap(config.tracked, ready.head_model, config.camera)).crop(config.crop)
+        return LiftDataset.from_tracked(config.tracked, ready.head_model).crop(config.crop)
 
     def track() -> Any:
         if kind == "images":
-            return LiftDataset.from_images(config.images, ready.head_model)
+            return LiftDataset.from_images(config.images, ready.head_model, crop=None)  # cached uncropped
         return LiftDataset.from_video(config.video, ready.head_model, max_frames=config.max_frames,
-                                      stride=config.stride, subject=config.subject)
+                                      stride=config.stride, subject=config.subject, crop=None)
 
-    return _cropped(track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank),
-                    config.crop)
+    return track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank).crop(config.crop)
 
 
-def _cropped(dataset: Any, crop: int | str | None) -> Any:
-    """The head-centred crop of the (saved, uncropped) capture: one box, so one camera serves all
-    frames. `crop="auto"`: only for captures liftdata tracked (a video, images, or their saved
-    capture), side `AUTO_CROP` or the box's own side when smaller (never upsampled)."""
-    extra = dataset.capture.extra or {}
-    tracked_here = "tracking" in extra and "vhap" not in extra  # a capture liftdata tracked (now or earlier)
-    if crop is None or (crop == "auto" and not tracked_here):
-        return dataset
-    from liftdata.config import AUTO_CROP
-    from liftdata.dataset import LiftDataset
-    from liftdata.track.crop import CropConfig, crop_capture
-
-    capture = dataset.capture
-    size = AUTO_CROP if crop == "auto" else int(crop)
-    cropped = crop_capture(capture, CropConfig(size=size, per_shot=False))
-    if crop == "auto" and (side := int(round(float(cropped.boxes[0][2])))) < size:
-        cropped = crop_capture(capture, CropConfig(size=side + side % 2, per_shot=False))
-    return LiftDataset(cropped.capture(capture))

@@ -163,10 +163,9 @@ def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
     assert len(saved) == FRAMES and saved.extra["tracking"]["input"]["input"] == str(video.resolve())
     first = list(read_webdataset(out / "webdataset"))
     from liftdata.dataset import LiftDataset
-    from liftdata.run import _cropped
     from liftdata.track.matte import FrameMatter
 
-    cropped = _cropped(LiftDataset(saved), "auto").capture  # --crop auto, matted: the saved capture, cropped
+    cropped = LiftDataset(saved).crop("auto").capture  # --crop auto, matted: the saved capture, cropped
     assert cropped.camera.width != saved.camera.width
     expected = captured_samples(cropped, matter=FrameMatter(cropped))
     assert all(a.equals(b) for a, b in zip(first, expected))  # the dataset holds the saved capture

@@ -26,6 +26,7 @@ from flame_fixtures import make_flame_arrays, write_npz
 
 import liftdata
 from liftdata.cli import main
+from liftdata.config import ConfigError
 from liftdata.dataset import LiftDataset, process_rank
 from liftdata.io import DatasetDirError, make_key, read_parquet, read_webdataset, resume_state
 from liftdata.io.schema import decode_png
@@ -256,6 +257,7 @@ PART_EXPAND = f"""
 import sys, torch
 torch.set_num_threads(1)
 from liftdata.cli import main
+from liftdata.config import ConfigError
 from liftdata.dataset import LiftDataset, process_rank
 from liftdata.samplers import mine_extremes
 from liftdata.synthetic import make_capture
@@ -300,6 +302,7 @@ SLOW_EXPAND = f"""
 import sys, time, torch
 torch.set_num_threads(1)
 from liftdata.cli import main
+from liftdata.config import ConfigError
 from liftdata.dataset import LiftDataset, process_rank
 from liftdata.lifters import WarpLifter
 from liftdata.samplers import mine_extremes
@@ -365,7 +368,7 @@ def test_from_images_real_photo(tmp_path):
     photo = data.astronaut()
     path = tmp_path / "astronaut.png"
     cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-    ds = LiftDataset.from_images(path, progress=False)
+    ds = LiftDataset.from_images(path, progress=False, crop=None)  # the photo's own framing
     assert len(ds.capture) == 1 and ds.capture.face_found.all()
     samples = list(ds.expand(8, size=128))  # the default sampler on a single photo
     assert len(samples) == 9 and [s.meta["source"] for s in samples] == ["captured"] + ["lifted"] * 8
@@ -378,6 +381,28 @@ def test_from_images_real_photo(tmp_path):
     assert xs.min() * 4 > 150 and xs.max() * 4 < 300 and ys.min() * 4 > 30 and ys.max() * 4 < 215
     for s in samples[1:]:
         assert s.to_arrays()["image"].shape == (128, 128, 3) and s.meta["reference_keys"] == [samples[0].key]
+
+
+def test_from_images_crops_like_the_cli(tmp_path):
+    """The Python API's default is `liftdata expand`'s: crop "auto", the head-centred box at its own side."""
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+    whole = LiftDataset.from_images(path, progress=False, crop=None)
+    ds = LiftDataset.from_images(path, progress=False)
+    by_hand = whole.crop("auto").capture
+    assert ds.capture.camera.width == by_hand.camera.width < 512  # the box's side: a ~40 px face, not upsampled
+    assert np.array_equal(np.asarray(ds.capture.frames[0]), np.asarray(by_hand.frames[0]))
+    assert ds.capture.extra["crop"]["size"] == ds.capture.camera.width
+    sample = next(iter(ds.expand(1, size=None))).to_arrays()
+    ys, xs = np.nonzero(sample["mask"] > 127)
+    w = ds.capture.camera.width
+    assert 0.3 * w < xs.mean() < 0.7 * w and 0.3 * w < ys.mean() < 0.7 * w  # head-centred
+    assert 0.2 * w < xs.max() - xs.min() < 0.7 * w  # 2.5 x the face size: the face spans ~40% of the side
+    with pytest.raises(ConfigError, match=r"crop: expected an integer in \[64, 4096\] \(pixels\), 'auto' or None, "
+                                          r"got 32"):
+        whole.crop(32)
 
 
 def test_from_tracked_capture_dir(tmp_path, capture):

@@ -106,6 +106,26 @@ def test_time_budget_and_step_times(tmp_path):
     assert capped.steps == 0 and capped.losses == [] and (capped.pipeline_dir / "model_index.json").is_file()
 
 
+def test_cosine_schedule_with_warmup(tmp_path):
+    import math
+
+    from liftdata.lifters.liftavatar.training import learning_rate_at
+
+    cfg = config(tmp_path, steps=6, learning_rate=0.5, lr_schedule="cosine", lr_warmup_steps=2)
+    expected = [0.5 * min(1.0, (s + 1) / 2) * (1 + math.cos(math.pi * s / 6)) / 2 for s in range(6)]
+    assert [learning_rate_at(cfg, s) for s in range(6)] == pytest.approx(expected)
+    assert learning_rate_at(cfg, 3) == pytest.approx(0.25)  # halfway down the cosine
+    assert learning_rate_at(config(tmp_path, learning_rate=0.5), 5) == 0.5  # constant
+    # the loop hands the optimizer these rates, also after a resume
+    result = train(config(tmp_path / "run", steps=6, learning_rate=0.5, lr_schedule="cosine", lr_warmup_steps=2,
+                          checkpoint_every=3), random_data())
+    assert result.learning_rates == pytest.approx(expected)
+    assert json.loads((result.pipeline_dir / "training_log.json").read_text())["learning_rates"] == pytest.approx(expected)
+    resumed = train(config(tmp_path / "run", steps=6, learning_rate=0.5, lr_schedule="cosine", lr_warmup_steps=2,
+                           resume=str(tmp_path / "run" / "checkpoint-3")), random_data())
+    assert resumed.learning_rates == pytest.approx(expected[3:])
+
+
 def test_main_trains_on_synthetic_captures_and_lifter_loads(tmp_path):
     from liftdata.head import load_head_model
     from liftdata.lifters.base import References, render_conditions
@@ -135,6 +155,10 @@ def test_config_errors(tmp_path):
         train(config(tmp_path, num_frames=6), random_data())
     with pytest.raises(ValueError, match=r"confident_weight: expected a weight in \[0, 1\], got 1.5"):
         train(config(tmp_path, confident_weight=1.5), random_data())
+    with pytest.raises(ValueError, match=r"lr_schedule: expected one of \['constant', 'cosine'\], got 'linear'"):
+        train(config(tmp_path, lr_schedule="linear"), random_data())
+    with pytest.raises(ValueError, match="lr_warmup_steps: expected 0 <= lr_warmup_steps < steps"):
+        train(config(tmp_path, steps=3, lr_warmup_steps=3), random_data())
 
 
 def test_shipped_lifter_recipe_is_a_valid_config():

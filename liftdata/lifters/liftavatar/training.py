@@ -68,6 +68,10 @@ class TrainConfig:
     max_seconds: float | None = None  #: stop (and save) after the step that exceeds this wall-clock budget
     batch_size: int = 1
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"
+    """"constant", or "cosine": from `learning_rate` down to 0 at step `steps` (set `steps` to what the
+    run will reach: a `max_seconds` stop before it leaves the rate where it was)."""
+    lr_warmup_steps: int = 0  #: linear warm-up from 0 over the first steps (either schedule)
     weight_decay: float = 0.0
     sigma_sampling: str = "logit_normal"  #: "logit_normal" or "shift"
     logit_mean: float = 0.0
@@ -315,6 +319,7 @@ class TrainResult:
     pipeline_dir: Path | None  #: the final pipeline (None when cfg.save_final is False)
     steps: int
     step_seconds: list[float] = field(default_factory=list)  #: wall time of each step (GPU synchronised)
+    learning_rates: list[float] = field(default_factory=list)  #: the rate each step's optimizer used
 
 
 def prepare_guided_data(captures: list, vae, cfg: TrainConfig) -> list:
@@ -344,6 +349,11 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         raise ValueError(f"num_frames: must be {factor}n + 1, got {cfg.num_frames}")
     if not 0.0 <= cfg.confident_weight <= 1.0:
         raise ValueError(f"confident_weight: expected a weight in [0, 1], got {cfg.confident_weight}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule: expected one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}")
+    if not 0 <= cfg.lr_warmup_steps < cfg.steps:
+        raise ValueError(f"lr_warmup_steps: expected 0 <= lr_warmup_steps < steps ({cfg.steps}), "
+                         f"got {cfg.lr_warmup_steps}")
     pipe.vae.to(acc.device)
     model = pipe.transformer
     guided = model.config.warp_guidance
@@ -379,7 +389,7 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         acc.load_state(str(resume / "state"))
         start = json.loads((resume / "step.json").read_text())["step"]
 
-    losses, step_seconds = [], []
+    losses, step_seconds, rates = [], [], []
     model.train()
     began = time.perf_counter()
     for step in range(start, cfg.steps):
@@ -392,6 +402,8 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         batch = {k: (v.to(acc.device) if v is not None else None) for k, v in draw(data, cfg, rng).items()}
         sigmas = sample_sigmas(cfg, cfg.batch_size, gen)
         noise = torch.randn(batch["x0"].shape, generator=gen).to(acc.device)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(cfg, step)
         with acc.accumulate(model), acc.autocast():
             inner = acc.unwrap_model(model)
             loss = flow_matching_loss(model, batch, sigmas, noise, inner.dtype, inner.config.prediction_type,
@@ -400,6 +412,7 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
             optimizer.step()
             optimizer.zero_grad()
         losses.append(loss.detach().item())  # .item() synchronises: the step time below is real
+        rates.append(optimizer.param_groups[0]["lr"])
         step_seconds.append(time.perf_counter() - tic)
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
             acc.print(f"step {step + 1}/{cfg.steps} loss {np.mean(losses[-cfg.log_every:]):.4f} "
@@ -414,8 +427,24 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         save_pipeline(pipe, acc.unwrap_model(model), final)
         _write_config(final, cfg)
         (final / "training_log.json").write_text(json.dumps({"steps": start + len(losses), "losses": losses,
-                                                             "step_seconds": step_seconds}))
-    return TrainResult(losses, final, start + len(losses), step_seconds)
+                                                             "step_seconds": step_seconds,
+                                                             "learning_rates": rates}))
+    return TrainResult(losses, final, start + len(losses), step_seconds, rates)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of optimizer step `step` (0-based) under `cfg.lr_schedule` and warm-up.
+
+    A function of the step alone, so `resume` continues the schedule exactly."""
+    rate = cfg.learning_rate
+    if cfg.lr_warmup_steps and step < cfg.lr_warmup_steps:
+        rate *= (step + 1) / cfg.lr_warmup_steps
+    if cfg.lr_schedule == "cosine":
+        rate *= 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return rate
 
 
 def _write_config(pipeline_dir: Path, cfg: TrainConfig) -> None:
