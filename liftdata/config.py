@@ -239,6 +239,11 @@ def _int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def valid_crop(value: Any) -> bool:
+    """A head-crop setting: None, "auto", or a side in [MIN_CROP, MAX_SIZE] pixels."""
+    return value in (None, "auto") or (_int(value) and MIN_CROP <= value <= MAX_SIZE)
+
+
 def _check_fields(c: ExpandConfig) -> None:
     """Raise ConfigError naming the first field with an invalid value (no file-system access)."""
     def bad(name: str, expected: str) -> ConfigError:
@@ -250,7 +255,7 @@ def _check_fields(c: ExpandConfig) -> None:
         raise bad("seed", f"an integer in [0, {MAX_SEED}]")
     if c.size is not None and not (_int(c.size) and 0 < c.size <= MAX_SIZE):
         raise bad("size", f"a positive integer up to {MAX_SIZE} (pixels), or none")
-    if c.crop not in (None, "auto") and not (_int(c.crop) and MIN_CROP <= c.crop <= MAX_SIZE):
+    if not valid_crop(c.crop):
         raise bad("crop", f"an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), auto or none")
     for name in ("stride", "shard_size"):
         if not (_int(getattr(c, name)) and getattr(c, name) > 0):

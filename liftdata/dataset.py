@@ -595,10 +595,10 @@ class LiftDataset:
         tracked_here = "tracking" in extra and "vhap" not in extra  # a capture liftdata tracked (now or earlier)
         if size is None or (size == "auto" and not tracked_here):
             return self
-        from liftdata.config import AUTO_CROP, MAX_SIZE, MIN_CROP
+        from liftdata.config import AUTO_CROP, MAX_SIZE, MIN_CROP, valid_crop
         from liftdata.track.crop import CropConfig, crop_capture
 
-        if size != "auto" and not (isinstance(size, int) and not isinstance(size, bool) and MIN_CROP <= size <= MAX_SIZE):
+        if not valid_crop(size):
             raise ConfigError(f"crop: expected an integer in [{MIN_CROP}, {MAX_SIZE}] (pixels), 'auto' or None, "
                               f"got {size!r}")
         side = AUTO_CROP if size == "auto" else size

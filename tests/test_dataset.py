@@ -257,7 +257,6 @@ PART_EXPAND = f"""
 import sys, torch
 torch.set_num_threads(1)
 from liftdata.cli import main
-from liftdata.config import ConfigError
 from liftdata.dataset import LiftDataset, process_rank
 from liftdata.samplers import mine_extremes
 from liftdata.synthetic import make_capture
@@ -302,7 +301,6 @@ SLOW_EXPAND = f"""
 import sys, time, torch
 torch.set_num_threads(1)
 from liftdata.cli import main
-from liftdata.config import ConfigError
 from liftdata.dataset import LiftDataset, process_rank
 from liftdata.lifters import WarpLifter
 from liftdata.samplers import mine_extremes

@@ -40,6 +40,7 @@ __all__ = ["TrainConfig", "ClipData", "prepare_data", "sample_batch", "flow_matc
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2"]
 NEW_MODULES = ("reference_", "driven_", "driving_", "warp_")  # prefixes of the paths trained fully
+LR_SCHEDULES = ("constant", "cosine")  #: TrainConfig.lr_schedule
 
 
 @dataclass
@@ -430,9 +431,6 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
                                                              "step_seconds": step_seconds,
                                                              "learning_rates": rates}))
     return TrainResult(losses, final, start + len(losses), step_seconds, rates)
-
-
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def learning_rate_at(cfg: TrainConfig, step: int) -> float:
