@@ -10,7 +10,9 @@ relative rotation within the clip <= 1.5 deg (mean over frames). `--cache` keeps
 ground truth and detected landmarks per seed so that fit changes can be re-measured quickly.
 The JSON line holds the per-seed table, the mean/max of each figure and which targets hold, and
 where the relative rotation error comes from (`rotation_error_parts`: jitter vs a smooth error
-that follows the true pose). `--oracle` also fits the ground-truth landmarks (the model's own
+that follows the true pose). The fit is given the decoded frames (photometric stage 4 on); the same
+landmarks are also fitted without them in the same run (`landmarks_only_*`), unless
+`--landmarks-only`. `--oracle` also fits the ground-truth landmarks (the model's own
 landmarks projected with the true camera: what the fit reaches with a perfect detector), per seed
 as `oracle_*`. `--static` detects every frame from scratch (mediapipe's static-image mode) instead
 of tracking mode.
@@ -38,23 +40,29 @@ def _seeds(text: str) -> list[int]:
 
 
 def _landmarks(seed: int, frames: int, size: int, cache: str | None, static: bool = False):
+    """(ground-truth kinematics, identity, camera, detected landmarks, decoded frames [T, H, W, 3])."""
+    import numpy as np
+
     from liftdata.synthetic import make_capture, write_video
     from liftdata.track import detect_landmarks, read_video
 
-    name = f"seed{seed}-{frames}-{size}{'-static' if static else ''}.pkl"
-    path = os.path.join(cache, name) if cache else None
-    if path and os.path.exists(path):
+    name = f"seed{seed}-{frames}-{size}{'-static' if static else ''}"
+    path = os.path.join(cache, name + ".pkl") if cache else None
+    video_path = os.path.join(cache, f"seed{seed}-{frames}-{size}-frames.npy") if cache else None
+    if path and os.path.exists(path) and os.path.exists(video_path):
         with open(path, "rb") as f:
-            return pickle.load(f)
+            return (*pickle.load(f), np.load(video_path))
     gt = make_capture(seed, n_frames=frames, size=size)
     with tempfile.TemporaryDirectory() as tmp:
         video = read_video(write_video(gt, os.path.join(tmp, "v.mp4")))
+        decoded = np.stack([np.asarray(video[i]) for i in range(len(video))])
         lmk = detect_landmarks(video, len(video), static=static, progress=False)
     item = (gt.kinematics, gt.identity, gt.camera, lmk)
     if path:
         with open(path, "wb") as f:
             pickle.dump(item, f)
-    return item
+        np.save(video_path, decoded)
+    return (*item, decoded)
 
 
 def _exact_landmarks(gt, lmk):
@@ -81,6 +89,8 @@ def main() -> None:
     parser.add_argument("--cache", default=None)
     parser.add_argument("--oracle", action="store_true", help="also fit the exact (ground-truth) landmarks")
     parser.add_argument("--static", action="store_true", help="mediapipe static-image mode on every frame")
+    parser.add_argument("--landmarks-only", action="store_true",
+                        help="fit without the photometric stage (by default both are measured)")
     args = parser.parse_args()
 
     import numpy as np
@@ -95,16 +105,22 @@ def main() -> None:
     model = load_head_model("builtin")
     if args.cache:
         os.makedirs(args.cache, exist_ok=True)
-    rows, t_fit = {}, 0.0
+    rows, t_fit, t_landmarks = {}, 0.0, 0.0
     for seed in _seeds("60-62" if args.quick else args.seeds):
-        kin, identity, camera, lmk = _landmarks(seed, args.frames, args.size, args.cache, args.static)
+        kin, identity, camera, lmk, frames = _landmarks(seed, args.frames, args.size, args.cache, args.static)
         blank = np.zeros((len(kin), 1, 1, 3), np.uint8)
         gt = Capture(blank, kin, camera, identity, model)
         t0 = time.perf_counter()
-        fit = fit_landmarks(lmk, model, progress=False)
+        fit = fit_landmarks(lmk, model, progress=False, frames=None if args.landmarks_only else frames)
         t_fit += time.perf_counter() - t0
         fitted = Capture(blank, fit.kinematics, fit.camera, fit.identity, model, landmark_residual=fit.residual)
         row = {**tracking_errors(gt, fitted), **rotation_error_parts(gt, fitted)}
+        if not args.landmarks_only:  # the same fit without the photometric stage (stages 1-3), this run
+            t0 = time.perf_counter()
+            lm = fit_landmarks(lmk, model, progress=False)
+            t_landmarks += time.perf_counter() - t0
+            errors = tracking_errors(gt, Capture(blank, lm.kinematics, lm.camera, lm.identity, model))
+            row.update({f"landmarks_only_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
         if args.oracle:
             exact = fit_landmarks(_exact_landmarks(gt, lmk), model, progress=False)
             oracle = Capture(blank, exact.kinematics, exact.camera, exact.identity, model,
@@ -120,6 +136,9 @@ def main() -> None:
         "seeds": list(rows), "frames": args.frames, "size": args.size, **summary,
         "expression_mae_target_met_on": sum(r["expression_mae"] <= 0.08 for r in rows.values()),
         "rotation_relative_target_met_on": sum(r["rotation_relative_deg"] <= 1.5 for r in rows.values()),
+        **({} if args.landmarks_only else {"landmarks_only_rotation_relative_target_met_on":
+            sum(r["landmarks_only_rotation_relative_deg"] <= 1.5 for r in rows.values()),
+            "landmarks_only_fit_s_per_seed": round(t_landmarks / n_seeds, 2)}),
         **({"oracle_rotation_relative_target_met_on":
             sum(r["oracle_rotation_relative_deg"] <= 1.5 for r in rows.values())} if args.oracle else {}),
         "detector": "static" if args.static else "tracking", "n_seeds": n_seeds,

@@ -3,9 +3,10 @@
     python benchmarks/track_speed.py [--frames 300] [--size 256]
 
 Renders a synthetic capture (`make_capture`), writes it to mp4, then times (1) decoding +
-mediapipe landmarks alone and (2) the whole `track_video` (decode + landmarks + fit) on the same
-file, in one process, single-threaded torch. `fit_over_landmarks` = fit time / landmark time,
-where fit time = track_video time - landmark time.
+mediapipe landmarks alone, (2) the whole `track_video` (decode + landmarks + fit with the
+photometric stage) and (3) `track_video(..., tracking="landmarks")` on the same file, in one
+process, single-threaded torch. `fit_over_landmarks` = fit time / landmark time, where fit time =
+track_video time - landmark time (`*_landmarks_only`: the same for (3)).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main() -> None:
         t0 = time.perf_counter()
         capture = track_video(path, progress=False)
         t_total = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        track_video(path, progress=False, tracking="landmarks")
+        t_total_lm = time.perf_counter() - t0
     n = len(capture)
     print(json.dumps({
         "frames": n, "size": args.size, "landmarks_fps": round(n / t_landmarks, 1),
@@ -54,6 +58,8 @@ def main() -> None:
         "fit_ms_per_frame": round(1000 * (t_total - t_landmarks) / n, 2),
         "fit_over_landmarks": round((t_total - t_landmarks) / t_landmarks, 2),
         "fit_only_over_landmarks": round(t_fit_only / t_landmarks, 2),
+        "track_video_fps_landmarks_only": round(n / t_total_lm, 1),
+        "fit_over_landmarks_landmarks_only": round((t_total_lm - t_landmarks) / t_landmarks, 2),
         "mean_residual_px": round(float(capture.landmark_residual[capture.face_found].mean()), 3),
         "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
     }))

@@ -35,6 +35,7 @@ FORMATS = ("webdataset", "parquet", "vhap")
 VHAP_SPLITS = ("auto", "none", "source", "extremes", "last30", "last350", "last500")  #: liftdata.io.vhap.SPLIT_RULES
 VHAP_BACKGROUNDS = ("white", "black", "keep")  #: liftdata.io.vhap.BACKGROUNDS
 HEAD_MODELS = ("builtin", "flame")
+TRACKING_MODES = ("photometric", "landmarks")  #: = liftdata.track.TRACKING_MODES (kept import-light)
 LIFTERS = ("warp", "liftavatar")
 INPUT_KINDS = ("video", "images", "tracked", "synthetic")
 GATE_POLICIES = ("resample", "drop", "off")  #: = liftdata.lifters.quality.GATE_POLICIES (kept import-light)
@@ -74,6 +75,10 @@ class ExpandConfig:
     """Use every k-th video frame."""
     subject: int = _field(0, "input")
     """Which person of a video to keep: 0 = the one with most frames (`liftdata track` lists them)."""
+    tracking: str = _field("photometric", "input")
+    """How a video or images are tracked: "photometric" (landmark fit, then the head pose refined
+    against the face's own texture; more accurate, ~10x the fit time) or "landmarks" (the landmark
+    fit alone)."""
     camera: int | None = _field(None, "input")
     """A VHAP input with several cameras: the `camera_index` to expand (a capture is one camera; a
     multi-camera folder is refused without it)."""
@@ -290,7 +295,8 @@ def _check_fields(c: ExpandConfig) -> None:
     for name in ("include_captured", "preview", "keep_unfit"):
         if not isinstance(getattr(c, name), bool):
             raise bad(name, "true or false")
-    for name, choices in (("format", FORMATS), ("head_model", HEAD_MODELS), ("lifter", LIFTERS)):
+    for name, choices in (("format", FORMATS), ("head_model", HEAD_MODELS), ("lifter", LIFTERS),
+                          ("tracking", TRACKING_MODES)):
         if getattr(c, name) not in choices:
             raise bad(name, f"one of {', '.join(choices)}")
     if c.dtype not in (None, "float32", "bfloat16", "float16"):

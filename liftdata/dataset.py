@@ -65,9 +65,10 @@ def _capture_subset(capture: Capture, frames: np.ndarray) -> Capture:
 
     extra = dict(capture.extra)
     tracking = dict(extra.get("tracking") or {})
-    if tracking.get("sharpness") is not None and len(tracking["sharpness"]) == len(capture):
-        tracking["sharpness"] = [tracking["sharpness"][i] for i in frames]
-        extra["tracking"] = tracking
+    for name in ("sharpness", "photometric_residual"):  # per-frame tracking records
+        if tracking.get(name) is not None and len(tracking[name]) == len(capture):
+            tracking[name] = [tracking[name][i] for i in frames]
+            extra["tracking"] = tracking
     return dataclasses.replace(capture, frames=SubsetFrames(capture.frames, frames), kinematics=capture.kinematics[frames],
                                landmark_residual=capture.landmark_residual[frames],
                                face_found=capture.face_found[frames], extra=extra)
@@ -551,22 +552,23 @@ class LiftDataset:
     @classmethod
     def from_video(cls, path: str | os.PathLike, head_model: Any = "builtin", *, fps: float | None = None,
                    stride: int = 1, max_frames: int | None = None, progress: bool = True,
-                   subject: int = 0, crop: int | str | None = "auto") -> LiftDataset:
+                   subject: int = 0, crop: int | str | None = "auto", tracking: str = "photometric") -> LiftDataset:
         """Track a monocular video (needs the `track` extra); `subject`: which person to keep (0: most frames);
-        `crop`: see `crop` (the same default as `liftdata expand --crop`)."""
+        `crop`: see `crop` (the same default as `liftdata expand --crop`); `tracking`: "photometric" or
+        "landmarks" (see `track_video`)."""
         from liftdata.track import track_video
 
         return cls(track_video(path, head_model, fps=fps, stride=stride, max_frames=max_frames, progress=progress,
-                               subject=subject)).crop(crop)
+                               subject=subject, tracking=tracking)).crop(crop)
 
     @classmethod
     def from_images(cls, paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: Any = "builtin",
-                    progress: bool = True, crop: int | str | None = "auto") -> LiftDataset:
+                    progress: bool = True, crop: int | str | None = "auto", tracking: str = "photometric") -> LiftDataset:
         """Track one photo, a few photos or a folder of images of one subject (needs the `track` extra);
-        `crop`: see `crop` (the same default as `liftdata expand --crop`)."""
+        `crop`: see `crop` (the same default as `liftdata expand --crop`); `tracking`: see `track_video`."""
         from liftdata.track import track_images
 
-        return cls(track_images(paths, head_model, progress=progress)).crop(crop)
+        return cls(track_images(paths, head_model, progress=progress, tracking=tracking)).crop(crop)
 
     @classmethod
     def from_tracked(cls, directory: str | os.PathLike, head_model: Any = None) -> LiftDataset:

@@ -188,7 +188,8 @@ def _tracking_fingerprint(config: ExpandConfig) -> dict[str, Any] | None:
     if config.input_kind not in ("video", "images"):
         return None
     return input_fingerprint(config.input_path, head_model=config.head_model, max_frames=config.max_frames,
-                             stride=config.stride, **({"subject": config.subject} if config.subject else {}))
+                             stride=config.stride, **({"subject": config.subject} if config.subject else {}),
+                             tracking=config.tracking)
 
 
 def _check_recorded(config: ExpandConfig, out: Path, fingerprint: dict[str, Any] | None, overwrite: bool) -> None:
@@ -265,9 +266,11 @@ def open_input(ready: Prepared) -> Any:
 
     def track() -> Any:
         if kind == "images":
-            return LiftDataset.from_images(config.images, ready.head_model, crop=None)  # cached uncropped
+            return LiftDataset.from_images(config.images, ready.head_model, crop=None,  # cached uncropped
+                                           tracking=config.tracking)
         return LiftDataset.from_video(config.video, ready.head_model, max_frames=config.max_frames,
-                                      stride=config.stride, subject=config.subject, crop=None)
+                                      stride=config.stride, subject=config.subject, crop=None,
+                                      tracking=config.tracking)
 
     return track_once(ready.out / "capture", ready.fingerprint, track, ready.head_model, ready.rank).crop(config.crop)
 

@@ -184,6 +184,10 @@ def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "liftdata expand: error:" in err and "capture: tracked from another input or with other settings" in err
     assert f"(max_frames: saved {FRAMES}, now 4)" in err
+    assert main(args + ["--tracking", "landmarks"]) == 2  # the other tracking mode: another tracking
+    err = capsys.readouterr().err
+    assert "capture: tracked from another input or with other settings" in err
+    assert "(tracking: saved 'photometric', now 'landmarks')" in err
 
 
 def test_two_processes_track_a_video_once(tmp_path, video):

@@ -140,6 +140,7 @@ def test_load_recipe_resolves_paths_and_overrides(tmp_path):
     ("expand.size=100000", "expand.size: expected a positive integer up to 4096"),
     ("expand.lifter=warp", "expand.lifter must be a mapping (keys: name, checkpoint, dtype, device)"),
     ("output.format=tiff", "output.format: expected one of webdataset, parquet, vhap, got 'tiff'"),
+    ("input.tracking=fast", "input.tracking: expected one of photometric, landmarks, got 'fast'"),
     ("expand.sampler={mine_extreme: {}}", "expand.sampler: unknown sampler 'mine_extreme'"),
 ])
 def test_recipe_keys_and_values_are_checked_before_any_work(tmp_path, capsys, override, message):

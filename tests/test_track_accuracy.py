@@ -20,8 +20,12 @@ the expression MAE on held-out seeds 60-71 is 0.062 mean, 0.078 worst (<= 0.08 o
 was 0.094 / 0.108 and 1 of 12 without it, worse than predicting all zeros: 0.093 vs 0.053 on
 seed 40). On fresh seeds 80-91 (measured once, nothing tuned on them): 0.059 mean, 0.085 worst
 (11 of 12: seed 80 misses, and misses with exact landmarks too, 0.0845).
-The relative rotation within a clip is NOT met: 1.60 deg mean / 2.32 worst on 60-71 (6 of 12),
-1.82 / 2.67 on 80-91 (4 of 12), 1.95 / 3.63 on the tuning seeds 40-51 (5 of 12).
+The relative rotation within a clip, with the landmark fit alone (stages 1-3): 1.60 deg mean / 2.32
+worst on 60-71 (6 of 12), 1.82 / 2.67 on 80-91 (4 of 12), 1.95 / 3.63 on the tuning seeds 40-51
+(5 of 12). With the photometric stage (stage 4, `liftdata.track.photometric`; chosen on 40-51,
+the landmark fit re-measured in the same run): 1.02 / 1.87 (11 of 12), 1.00 / 1.56 (11 of 12),
+1.30 / 2.53 (8 of 12); still NOT met on every seed (see README, Known gaps, for seeds 120-131).
+The figures below are of the landmark fit.
 Where it comes from (`rotation_error_parts`, `--oracle`; figures on 40-51 unless said):
 * not jitter: the error minus its 5-frame moving average is 0.11 deg mean (0.09-0.10 held out);
   temporal smoothing cannot help. It is a smooth error that an affine function of the TRUE head
@@ -92,6 +96,13 @@ identity drives it below the ground truth's (1.6e-3) with the pitch offset uncha
 the same in every frame (the detector's) is nearly a texture re-registration: the pixels cannot
 remove what the landmarks put there. Meeting 1.5 deg needs an unbiased 2D source (another
 detector, or a landmark embedding calibrated on real faces with 3D ground truth).
+
+What did help, later: the same idea aimed at the RELATIVE rotation (the pose-dependent part, which
+the pixels do see as parallax between frames), with the landmark term kept at full weight: a free
+albedo per surface sample (7 barycentric points per triangle) rather than a UV map, a first-order
+light, a robust (Charbonnier) colour error, 80 Adam steps after the landmark fit
+(`liftdata.track.photometric`). It lowers the relative rotation by ~40% on held-out seeds (figures
+above) and leaves the absolute pitch offset where it was, as the analysis above predicts.
 """
 
 import cv2
@@ -127,7 +138,10 @@ def test_accuracy_on_synthetic_video(synthetic):
         m = metrics(gt, fitted)
         print(gt.capture_id, {k: round(v, 3) for k, v in m.items()})
         assert fitted.face_found.all() and len(fitted) == N_FRAMES
-        assert m["residual_px"] < 1.5  # the model follows the detected landmarks
+        # the model follows the detected landmarks; the photometric stage pulls the pose away from
+        # their pose-dependent bias, so the residual rises (36 held-out seeds: 1.86-1.87 px mean,
+        # 2.27 px worst; the landmark fit alone: ~0.8)
+        assert m["residual_px"] < 3.0
         assert m["rotation_deg"] < 6.5  # target 1.5: NOT met (detector bias, see module docstring)
         assert m["rotation_relative_deg"] < 2.5
         assert m["expression_mae"] < 0.08  # target 0.08: met

@@ -19,9 +19,12 @@ from liftdata.track.landmarks import Landmarks, detect_landmarks
 from liftdata.track.segment import SegmentConfig, segment_video
 
 __all__ = ["track_video", "track_images", "track_frames", "overlay", "SubsetFrames", "face_size_px",
-           "MIN_FACE_PX"]
+           "MIN_FACE_PX", "TRACKING_MODES"]
 
 MIN_FACE_PX = 64  #: faces narrower than this (median, pixels) are refused by `track_video` / `track_images`
+#: "photometric": the landmark fit, then refined against the frames (`liftdata.track.photometric`);
+#: "landmarks": the landmark fit alone
+TRACKING_MODES = ("photometric", "landmarks")
 
 
 def _head_model(head_model: str | HeadModel) -> HeadModel:
@@ -70,7 +73,7 @@ def _sharpness(frames, lmk: Landmarks) -> list[float | None]:
 def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: bool = False, fps: float = 25.0,
                  name: str = "frames", config: FitConfig | None = None, progress: bool = True,
                  segment: SegmentConfig | bool | None = None, subject: int = 0,
-                 min_face_px: float | None = None) -> Capture:
+                 min_face_px: float | None = None, tracking: str = "photometric") -> Capture:
     """Track a frame source (len + getitem -> RGB uint8 [H, W, 3]) into a `Capture`.
 
     Args:
@@ -78,10 +81,15 @@ def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: boo
             a `SegmentConfig`, True, False, or None: True for videos, False for `static` images.
         subject: the subject to keep (0 = the one with most frames; see `Segments`).
         min_face_px: raise `TrackingError` when the kept face is narrower (median, pixels).
+        tracking: "photometric" (default): the landmark fit is refined against the frames (head
+            pose, expression and identity; `FitConfig.photometric_*`); "landmarks": the landmark
+            fit alone (~10x faster fit, less accurate head rotation).
     The capture holds the kept frames only; `extra["tracking"]["source_frames"]` maps them to
     the input, `extra["segments"]` says what was dropped. Temporal terms of the fit never cross a
     shot cut or a change of face.
     """
+    if tracking not in TRACKING_MODES:
+        raise ValueError(f"tracking: expected one of {', '.join(TRACKING_MODES)}, got {tracking!r}")
     model = _head_model(head_model)
     lmk = detect_landmarks((frames[i] for i in range(len(frames))), len(frames), static=static, name=name,
                            progress=progress)
@@ -103,25 +111,29 @@ def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: boo
         raise TrackingError(f"{name}: the face is {size:.0f} px across (median); tracking needs at least "
                             f"{min_face_px:.0f} px: use a sharper/closer video")
     sub = _subset(lmk, keep)
-    fit = fit_landmarks(sub, model, config, progress=progress, starts=starts)
-    stem = Path(name).stem or "capture"
     kept = frames if len(keep) == len(frames) else SubsetFrames(frames, keep)
-    tracking = {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478",
-                "sharpness": _sharpness(kept, sub)}  # motion blur: blurred frames are not references
+    fit = fit_landmarks(sub, model, config, progress=progress, starts=starts,
+                        frames=kept if tracking == "photometric" else None)
+    stem = Path(name).stem or "capture"
+    record = {"source": str(name), "landmarks": "mediapipe-0.10.14-facemesh-478", "fit": tracking,
+              "sharpness": _sharpness(kept, sub)}  # motion blur: blurred frames are not references
+    if fit.photometric_residual is not None:  # stage 4 ran: mean colour error per frame (8-bit)
+        record["photometric_residual"] = [None if np.isnan(r) else round(float(r), 3)
+                                            for r in fit.photometric_residual]
     if len(keep) < len(frames):
-        tracking["source_frames"] = keep.tolist()
+        record["source_frames"] = keep.tolist()
     if starts is not None and starts.any():
-        tracking["segment_starts"] = np.flatnonzero(starts).tolist()  # no temporal link to the frame before
+        record["segment_starts"] = np.flatnonzero(starts).tolist()  # no temporal link to the frame before
     return Capture(frames=kept, kinematics=fit.kinematics, camera=fit.camera, identity=fit.identity,
                    head_model=model, capture_id=stem, subject_id=stem if subject == 0 else f"{stem}-{subject}",
                    fps=float(fps), landmark_residual=fit.residual, face_found=sub.found,
-                   extra={"tracking": tracking, **extra})
+                   extra={"tracking": record, **extra})
 
 
 def track_video(path: str | os.PathLike, head_model: str | HeadModel = "builtin", fps: float | None = None,
                 stride: int = 1, max_frames: int | None = None, progress: bool = True,
                 config: FitConfig | None = None, subject: int = 0, segment: SegmentConfig | bool = True,
-                min_face_px: float | None = MIN_FACE_PX) -> Capture:
+                min_face_px: float | None = MIN_FACE_PX, tracking: str = "photometric") -> Capture:
     """Track a monocular video into a `Capture` (see `liftdata.track` for the pipeline).
 
     Args:
@@ -130,8 +142,8 @@ def track_video(path: str | os.PathLike, head_model: str | HeadModel = "builtin"
             `FlameHeadModel.from_file(model_path, landmark_embedding=...)` (the embedding maps
             its landmarks to mediapipe ids).
         fps, stride, max_frames: frame selection (see `read_video`).
-        subject, segment, min_face_px: see `track_frames` (one subject is kept: by default the one
-            with most frames).
+        subject, segment, min_face_px, tracking: see `track_frames` (one subject is kept: by default
+            the one with most frames; "photometric" tracking by default).
     Returns:
         A `Capture` of the kept subject's frames, whose `face_found` flags frames without a
         detected face (their kinematics are interpolated) and whose `landmark_residual` is the
@@ -139,12 +151,13 @@ def track_video(path: str | os.PathLike, head_model: str | HeadModel = "builtin"
     """
     frames = read_video(path, fps=fps, stride=stride, max_frames=max_frames)
     return track_frames(frames, head_model, static=False, fps=frames.fps, name=str(path), config=config,
-                        progress=progress, segment=segment, subject=subject, min_face_px=min_face_px)
+                        progress=progress, segment=segment, subject=subject, min_face_px=min_face_px,
+                        tracking=tracking)
 
 
 def track_images(paths: str | os.PathLike | Sequence[str | os.PathLike], head_model: str | HeadModel = "builtin",
                  progress: bool = True, config: FitConfig | None = None,
-                 min_face_px: float | None = MIN_FACE_PX) -> Capture:
+                 min_face_px: float | None = MIN_FACE_PX, tracking: str = "photometric") -> Capture:
     """Track a folder of images, a list of image files or one image (static landmark mode).
 
     The images are treated as frames of one subject under one camera (same size), in order.
@@ -152,7 +165,7 @@ def track_images(paths: str | os.PathLike | Sequence[str | os.PathLike], head_mo
     frames = read_images(paths)
     name = str(paths) if isinstance(paths, (str, os.PathLike)) else str(frames.paths[0].parent)
     return track_frames(frames, head_model, static=True, fps=25.0, name=name, config=config, progress=progress,
-                        min_face_px=min_face_px)
+                        min_face_px=min_face_px, tracking=tracking)
 
 
 def overlay(capture: Capture, path: str | os.PathLike | None = None, frames: Sequence[int] | None = None,
