@@ -23,6 +23,7 @@ Seeds 60-71 (the default) were never used while choosing the fit's settings (40-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -39,20 +40,22 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def _landmarks(seed: int, frames: int, size: int, cache: str | None, static: bool = False):
+def _landmarks(seed: int, frames: int, size: int, cache: str | None, static: bool = False, drift: float = 0.0):
     """(ground-truth kinematics, identity, camera, detected landmarks, decoded frames [T, H, W, 3])."""
     import numpy as np
 
-    from liftdata.synthetic import make_capture, write_video
+    from liftdata.synthetic import drift_exposure, make_capture, write_video
     from liftdata.track import detect_landmarks, read_video
 
-    name = f"seed{seed}-{frames}-{size}{'-static' if static else ''}"
-    path = os.path.join(cache, name + ".pkl") if cache else None
-    video_path = os.path.join(cache, f"seed{seed}-{frames}-{size}-frames.npy") if cache else None
+    tag = f"seed{seed}-{frames}-{size}{f'-drift{drift:g}' if drift else ''}"
+    path = os.path.join(cache, tag + ("-static" if static else "") + ".pkl") if cache else None
+    video_path = os.path.join(cache, f"{tag}-frames.npy") if cache else None
     if path and os.path.exists(path) and os.path.exists(video_path):
         with open(path, "rb") as f:
             return (*pickle.load(f), np.load(video_path))
     gt = make_capture(seed, n_frames=frames, size=size)
+    if drift:
+        gt = dataclasses.replace(gt, frames=drift_exposure(np.stack([gt.frames[i] for i in range(len(gt))]), drift, seed))
     with tempfile.TemporaryDirectory() as tmp:
         video = read_video(write_video(gt, os.path.join(tmp, "v.mp4")))
         decoded = np.stack([np.asarray(video[i]) for i in range(len(video))])
@@ -91,6 +94,9 @@ def main() -> None:
     parser.add_argument("--static", action="store_true", help="mediapipe static-image mode on every frame")
     parser.add_argument("--landmarks-only", action="store_true",
                         help="fit without the photometric stage (by default both are measured)")
+    parser.add_argument("--exposure-drift", type=float, default=0.0,
+                        help="exposure / white balance drift of the video (liftdata.synthetic.drift_exposure); "
+                             "also fits without the per-frame gain (fixed_gain_*)")
     args = parser.parse_args()
 
     import numpy as np
@@ -99,7 +105,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from liftdata.capture import Capture
     from liftdata.head import load_head_model
-    from liftdata.track import fit_landmarks
+    from liftdata.track import FitConfig, fit_landmarks
     from liftdata.track.accuracy import rotation_error_parts, tracking_errors
 
     model = load_head_model("builtin")
@@ -107,7 +113,8 @@ def main() -> None:
         os.makedirs(args.cache, exist_ok=True)
     rows, t_fit, t_landmarks = {}, 0.0, 0.0
     for seed in _seeds("60-62" if args.quick else args.seeds):
-        kin, identity, camera, lmk, frames = _landmarks(seed, args.frames, args.size, args.cache, args.static)
+        kin, identity, camera, lmk, frames = _landmarks(seed, args.frames, args.size, args.cache, args.static,
+                                                        args.exposure_drift)
         blank = np.zeros((len(kin), 1, 1, 3), np.uint8)
         gt = Capture(blank, kin, camera, identity, model)
         t0 = time.perf_counter()
@@ -121,6 +128,10 @@ def main() -> None:
             t_landmarks += time.perf_counter() - t0
             errors = tracking_errors(gt, Capture(blank, lm.kinematics, lm.camera, lm.identity, model))
             row.update({f"landmarks_only_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+        if args.exposure_drift and not args.landmarks_only:  # the photometric stage without per-frame gain
+            fixed = fit_landmarks(lmk, model, FitConfig(photometric_gain=False), progress=False, frames=frames)
+            errors = tracking_errors(gt, Capture(blank, fixed.kinematics, fixed.camera, fixed.identity, model))
+            row.update({f"fixed_gain_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
         if args.oracle:
             exact = fit_landmarks(_exact_landmarks(gt, lmk), model, progress=False)
             oracle = Capture(blank, exact.kinematics, exact.camera, exact.identity, model,
@@ -142,6 +153,7 @@ def main() -> None:
         **({"oracle_rotation_relative_target_met_on":
             sum(r["oracle_rotation_relative_deg"] <= 1.5 for r in rows.values())} if args.oracle else {}),
         "detector": "static" if args.static else "tracking", "n_seeds": n_seeds,
+        "exposure_drift": args.exposure_drift,
         "fit_s_per_seed": round(t_fit / n_seeds, 2), "per_seed": rows,
     }))
 

@@ -34,7 +34,7 @@ from liftdata.head.base import HeadModel, boundary_loops, neutral_kinematics
 from liftdata.kinematics import Camera, Kinematics
 
 __all__ = ["make_capture", "sample_kinematics", "random_identity", "render_subject", "write_video",
-           "boundary_loops", "Subject"]
+           "drift_exposure", "boundary_loops", "Subject"]
 
 _ATLAS = 512  # texture atlas: face [0:384, 0:384], eyeball [0:128, 384:512], mouth [128:384, 384:512]
 _FACE_PX = 384
@@ -451,6 +451,20 @@ def make_capture(seed: int, n_frames: int = 32, kinematics: Kinematics | None = 
                    fps=25.0, extra={"synthetic": {"seed": seed, "light_dir": list(subject.light_dir),
                                                   "texture": texture,
                                                   **({"head": head} if head != "face" else {})}})
+
+
+def drift_exposure(frames: np.ndarray, amount: float, seed: int = 0) -> np.ndarray:
+    """Frames [T, H, W, 3] uint8 with a camera's auto-exposure and white balance drifting over time.
+
+    Frame t is multiplied by (1 + amount sin(2 pi t / 24 + a)) (exposure) and, per channel, by
+    (1 + amount / 4 sin(2 pi t / 17 + b_c)) (white balance); phases a, b_c drawn from `seed`.
+    """
+    frames = np.asarray(frames)
+    rng = np.random.default_rng([seed, 7])
+    t = np.arange(len(frames))[:, None]
+    gain = (1 + amount * np.sin(2 * np.pi * t / 24 + rng.uniform(0, 2 * np.pi))) * (
+        1 + 0.25 * amount * np.sin(2 * np.pi * t / 17 + rng.uniform(0, 2 * np.pi, 3)))  # [T, 3]
+    return np.clip(np.rint(frames * gain[:, None, None, :].astype(np.float32)), 0, 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=1)

@@ -23,8 +23,8 @@ seed 40). On fresh seeds 80-91 (measured once, nothing tuned on them): 0.059 mea
 The relative rotation within a clip, with the landmark fit alone (stages 1-3): 1.60 deg mean / 2.32
 worst on 60-71 (6 of 12), 1.82 / 2.67 on 80-91 (4 of 12), 1.95 / 3.63 on the tuning seeds 40-51
 (5 of 12). With the photometric stage (stage 4, `liftdata.track.photometric`; chosen on 40-51,
-the landmark fit re-measured in the same run): 1.02 / 1.87 (11 of 12), 1.00 / 1.56 (11 of 12),
-1.30 / 2.53 (8 of 12); still NOT met on every seed (see README, Known gaps, for seeds 120-131).
+the landmark fit re-measured in the same run): 1.05 / 1.87 (11 of 12), 1.01 / 1.64 (11 of 12),
+1.27 / 2.35 (8 of 12); still NOT met on every seed (see README, Known gaps, for seeds 120-131).
 The figures below are of the landmark fit.
 Where it comes from (`rotation_error_parts`, `--oracle`; figures on 40-51 unless said):
 * not jitter: the error minus its 5-frame moving average is 0.11 deg mean (0.09-0.10 held out);
