@@ -5,6 +5,8 @@ closed-form outputs of the pipeline when the model predicts zero velocity, and t
 ranges the training data promises.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -213,8 +215,6 @@ def test_guided_batches_take_targets_outside_the_references_and_the_residual_to_
 
 # ---------------------------------------------------------------------- end to end
 def test_shipped_pixel_recipe_is_a_valid_guided_config():
-    from pathlib import Path
-
     from liftdata.lifters.liftavatar import coefficient_dim
     from liftdata.lifters.liftavatar.training import load_config
 
@@ -224,6 +224,20 @@ def test_shipped_pixel_recipe_is_a_valid_guided_config():
     assert model.config.warp_guidance and model.config.coefficient_dim == coefficient_dim(33)
     assert cfg.autoencoder == "pixel" and PixelSpaceAutoencoder(**cfg.vae).config.z_dim == model.config.in_channels
     assert sum(p.numel() for p in model.parameters()) * 4 < 20e6  # the shipped checkpoint stays under 20 MB
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).resolve().parent.parent / "recipes"
+                                                           / "lifter").glob("*.yaml")))
+def test_every_lifter_recipe_loads(name):
+    """Every shipped train-lifter recipe parses into a TrainConfig (a renamed key would fail here, not
+    after an hour of training); the pixel-space ones also build their transformer."""
+    from liftdata.lifters.liftavatar.training import load_config
+
+    cfg = load_config(Path(__file__).resolve().parent.parent / "recipes" / "lifter" / name, output_dir="elsewhere")
+    assert cfg.output_dir == "elsewhere" and cfg.steps > 0
+    if cfg.autoencoder == "pixel":
+        model = LiftAvatarTransformer3DModel(**cfg.model)
+        assert PixelSpaceAutoencoder(**cfg.vae).config.z_dim == model.config.in_channels
 
 
 @pytest.mark.slow
