@@ -92,6 +92,25 @@ def test_gain_estimate_recovers_a_known_exposure(captures):
         assert PhotometricTerm(*args, gain=False).gain is None
 
 
+def test_samples_outside_the_frame_are_not_visible(captures):
+    """A head half out of the picture: samples that project outside the frame never count (the crop
+    there holds replicated edge pixels), the ones inside still do."""
+    gt = captures[0]
+    frames = np.stack([gt.frames[i] for i in range(len(gt))])
+    with torch.no_grad():
+        verts = gt.head_model.vertices(torch.as_tensor(gt.identity), gt.kinematics)
+    verts = verts + torch.tensor([-0.1, 0.0, 0.0])  # 10 cm to the left: about half the face leaves the frame
+    term = PhotometricTerm(frames, verts, np.asarray(gt.head_model.faces), float(gt.camera.K[0, 0]),
+                           float(gt.camera.world_to_camera[2, 3]), SIZE, SIZE, np.ones(N_FRAMES, bool))
+    pts, _ = term.samples(verts)
+    uv = gt.camera.project(pts.reshape(-1, 3).numpy())[:, :2].reshape(N_FRAMES, -1, 2)
+    outside = (uv < -0.5).any(-1) | (uv > SIZE - 0.5).any(-1)
+    assert outside.mean() > 0.2 and (~outside).mean() > 0.2  # the setup: both kinds are there
+    visible = term.visible.numpy()
+    assert not visible[outside].any()
+    assert visible[~outside].mean() > 0.3
+
+
 def test_photometric_stage_off_equals_the_landmark_fit(captures):
     gt = captures[0]
     lmk = _biased_landmarks(gt)

@@ -23,8 +23,8 @@ adds that constraint to the landmark energy (`fit_landmarks`' stage 4, on when f
   (relative rotation 4.2 deg against 2.2 deg for the landmark fit alone, tuning seeds 40-43; with
   it 1.5 deg, as without the drift);
 * visibility: a sample counts in frame t when the mesh rasterized at the landmark fit's pose shows
-  it (depth test, 4 mm tolerance), its face is turned to the camera (cos > 0.3) and a face was
-  detected in the frame.
+  it (depth test, 4 mm tolerance), its face is turned to the camera (cos > 0.3), it projects
+  inside the frame (a face at the edge of the picture) and a face was detected in the frame.
 
 By default the pose, expression and identity move (with the albedo and light;
 `FitConfig.photometric_unknowns`); the focal length stays that of the landmark fit, whose energy
@@ -121,7 +121,9 @@ class PhotometricTerm:
             pts, normals = self.samples(vertices)
             cuv = self._crop_pixels(pts, focal)
             ij = cuv.round().long()
-            inside = ((ij >= 0) & (ij < size)).all(-1)
+            uv = self._project(pts, focal)  # outside the frame the crop holds replicated edge pixels
+            in_frame = (uv >= -0.5).all(-1) & (uv[..., 0] <= width - 0.5) & (uv[..., 1] <= height - 0.5)
+            inside = ((ij >= 0) & (ij < size)).all(-1) & in_frame
             ij.clamp_(0, size - 1)
             depth = frag.depth[torch.arange(t_len)[:, None], ij[..., 1], ij[..., 0]]
             cam = pts * _FLIP + torch.tensor([0.0, 0.0, distance])
