@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from liftdata.capture import Capture
-from liftdata.synthetic import Piece, make_cut_video
+from liftdata.synthetic import Piece, drift_exposure, make_capture, make_cut_video
 from liftdata.track import (Landmarks, SegmentConfig, TrackingError, detect_landmarks, fit_landmarks,
                             segment_video, track_frames, track_images)
 from liftdata.track.quality import frame_quality
-from liftdata.track.segment import dlib_available
+from liftdata.track.segment import _soft_histogram, dlib_available, frame_signals
 
 torch.set_num_threads(1)
 A, B = 5, 6
@@ -52,6 +52,42 @@ def test_segments_cuts_and_subjects(video, landmarks):
     assert s["other_subject_frames"] + s["kept"] + s["dropped_without_subject"] == len(video.frames)
     assert "dropped 18 frames of 1 other person" in seg.describe(0)  # B's 14 + the 4 black frames after it
     assert seg.starts[[20, 38]].all() and seg.to_dict()["cuts"] == [20, 38]
+
+
+def test_soft_histogram_matches_a_per_pixel_loop():
+    rng = np.random.default_rng(0)
+    hsv = np.stack([rng.integers(0, 180, (9, 7)), rng.integers(0, 256, (9, 7)), rng.integers(0, 256, (9, 7))],
+                   -1).astype(np.uint8)
+    hsv[0, 0] = (179, 0, 255)  # hue wraps to the first bin; saturation and value clamp at the ends
+    bins, ranges = (12, 6, 6), (180.0, 256.0, 256.0)
+    want = np.zeros(bins)
+    for pixel in hsv.reshape(-1, 3):
+        corners = []
+        for c in range(3):
+            u = pixel[c] / ranges[c] * bins[c] - 0.5
+            i = int(np.floor(u))
+            lo, hi = (i % bins[c], (i + 1) % bins[c]) if c == 0 else (min(max(i, 0), bins[c] - 1),
+                                                                       min(max(i + 1, 0), bins[c] - 1))
+            corners.append([(lo, 1 - (u - i)), (hi, u - i)])
+        for (h, wh) in corners[0]:
+            for (sat, ws) in corners[1]:
+                for (v, wv) in corners[2]:
+                    want[h, sat, v] += wh * ws * wv
+    np.testing.assert_allclose(_soft_histogram(hsv), want / want.sum(), atol=1e-6)
+
+
+def test_exposure_drift_is_not_a_cut(video):
+    """A phone's exposure and white balance drifting by +-20% within one shot is not a cut (with hard
+    bins and raw colours it read as 3-5 cuts in 72 frames); real cuts still are, drift or not."""
+    for seed in (A, B):
+        gt = make_capture(seed, n_frames=48, size=160)
+        frames = drift_exposure(np.stack([gt.frames[i] for i in range(len(gt))]), 0.2, seed)
+        blank, dist = frame_signals(list(frames))
+        assert not blank.any() and dist.max() < SegmentConfig().cut_threshold
+    frames = drift_exposure(np.stack([np.asarray(f) for f in video.frames]), 0.2, 1)
+    blank, dist = frame_signals(list(frames))
+    cuts = np.flatnonzero(dist > SegmentConfig().cut_threshold)
+    np.testing.assert_array_equal(cuts, [20, 38])
 
 
 def test_track_keeps_one_subject_and_flags_frames_without_face(video, tracked, tmp_path):

@@ -6,7 +6,12 @@ A real video is rarely one person in one continuous shot. Three per-frame signal
    they join the shot before them (leading ones the shot after);
 2. **shot cuts**: the HSV colour histogram of a frame against the last non-blank frame before it
    (Bhattacharyya distance, in [0, 1]); above `cut_threshold` a new shot starts. A fade through
-   black between two scenes is therefore one cut, at the first frame of the new scene;
+   black between two scenes is therefore one cut, at the first frame of the new scene. Each
+   frame's colour channels are first scaled to one mean and the histogram has soft (trilinear)
+   bins, so that a camera's exposure and white balance drifting within a shot is not a cut: with
+   raw colours and hard bins a ±20% drift read as 3-5 cuts in 72 frames (a plain background
+   crossing a bin edge); now the largest within-shot distance is 0.03-0.13 over 25 synthetic
+   subjects, against 0.64-0.72 at real cuts;
 3. **face tracks**: inside a shot, a new track starts where the detected face jumps (its centre
    moves more than `jump` x its size, or its size changes by more than `scale_jump` x) between
    consecutive frames with a face: the detector switched to another face.
@@ -142,6 +147,34 @@ def _small(frame: np.ndarray, side: int = 96) -> np.ndarray:
     return cv2.resize(frame, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def _soft_histogram(hsv: np.ndarray, bins: tuple[int, int, int] = (12, 6, 6)) -> np.ndarray:
+    """Normalised HSV histogram with trilinear (soft) binning; hue wraps around.
+
+    Hard bins flip a large uniform region (a wall) from one bin to the next when its brightness
+    crosses a bin edge, which a hard-binned histogram reads as a cut; here a shift of e moves e of
+    the mass.
+    """
+    ranges = (180.0, 256.0, 256.0)
+    idx, wts = [], []
+    for c, (n, r) in enumerate(zip(bins, ranges)):
+        u = hsv[..., c].reshape(-1).astype(np.float32) / r * n - 0.5
+        lo = np.floor(u)
+        f = u - lo
+        lo = lo.astype(np.int64)
+        if c == 0:  # hue is circular
+            pair = (lo % n, (lo + 1) % n)
+        else:
+            pair = (np.clip(lo, 0, n - 1), np.clip(lo + 1, 0, n - 1))
+        idx.append(pair)
+        wts.append((1 - f, f))
+    hist = np.zeros(bins, np.float64)
+    for a in range(2):
+        for b in range(2):
+            for c in range(2):
+                np.add.at(hist, (idx[0][a], idx[1][b], idx[2][c]), wts[0][a] * wts[1][b] * wts[2][c])
+    return (hist / max(hist.sum(), 1e-9)).astype(np.float32)
+
+
 def frame_signals(frames: Sequence[np.ndarray], cfg: SegmentConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: blank [T] bool and the histogram distance to the last non-blank frame before [T]."""
     cfg = cfg or SegmentConfig()
@@ -153,9 +186,12 @@ def frame_signals(frames: Sequence[np.ndarray], cfg: SegmentConfig | None = None
         blank[t] = float(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).std()) < cfg.blank_std
         if blank[t]:
             continue
+        # exposure and white balance drift (phones adjust both during a shot) must not read as a
+        # cut: each channel is scaled to one mean before the histogram
+        mean = img.reshape(-1, 3).mean(0)
+        img = np.clip(img * (118.0 / np.maximum(mean, 1.0)), 0, 255).astype(np.uint8)
         hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 6, 6], [0, 180, 0, 256, 0, 256])
-        hist = (hist / max(hist.sum(), 1)).astype(np.float32)
+        hist = _soft_histogram(hsv)
         if prev is not None:
             dist[t] = cv2.compareHist(prev, hist, cv2.HISTCMP_BHATTACHARYYA)
         prev = hist
