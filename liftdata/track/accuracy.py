@@ -65,7 +65,12 @@ def tracking_errors(gt: Capture, fitted: Capture, frames: np.ndarray | None = No
             "translation_xy_cm": float(np.linalg.norm(dt[:, :2], axis=1).mean()),
             "translation_z_cm": float(np.abs(dt[:, 2]).mean()),
             "reprojection_px": float(np.linalg.norm(p_gt - p_fit, axis=-1).mean()),
-            "residual_px": float(np.nanmean(fitted.landmark_residual[sel]))}
+            "residual_px": _nanmean(fitted.landmark_residual[sel])}
+
+
+def _nanmean(x: np.ndarray) -> float:  # NaN, without numpy's warning, when nothing is finite
+    x = np.asarray(x, np.float64)
+    return float(x[np.isfinite(x)].mean()) if np.isfinite(x).any() else float("nan")
 
 
 def rotation_error_parts(gt: Capture, fitted: Capture, frames: np.ndarray | None = None,
