@@ -381,9 +381,7 @@ def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames,
     """Stage 4: refine `cfg.photometric_unknowns` with E_photo added (see `liftdata.track.photometric`)."""
     from liftdata.track.photometric import PhotometricTerm
 
-    if len(frames) != len(lmk.found):
-        raise ValueError(f"frames: expected {len(lmk.found)} frames (one per landmark frame), got {len(frames)}")
-    if frames[0].shape[:2] != (lmk.height, lmk.width):
+    if len(frames) and frames[0].shape[:2] != (lmk.height, lmk.width):
         raise ValueError(f"frames: {frames[0].shape[1]}x{frames[0].shape[0]} pixels, but the landmarks were "
                          f"detected on {lmk.width}x{lmk.height} frames")
     focal = params["log_focal"].exp()

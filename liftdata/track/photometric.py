@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 
 from liftdata.kinematics import Camera
+from liftdata.track.fit import _FLIP, _project
 
 __all__ = ["PhotometricTerm"]
 
-_FLIP = torch.tensor([1.0, -1.0, -1.0])  # world (model space) -> OpenCV camera axes
 #: barycentric sample pattern of one triangle: the centroid and two rings of three points
 _PATTERN = torch.tensor([[1 / 3, 1 / 3, 1 / 3], [0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6],
                          [0.1, 0.45, 0.45], [0.45, 0.1, 0.45], [0.45, 0.45, 0.1]])
@@ -147,9 +147,7 @@ class PhotometricTerm:
         self.n_visible = float(self.weight.sum())
 
     def _project(self, points: torch.Tensor, focal: torch.Tensor | float) -> torch.Tensor:  # -> frame pixels
-        cam = points * _FLIP.to(points)
-        return cam[..., :2] / (cam[..., 2:] + self.distance) * focal + torch.tensor(
-            [(self.width - 1) / 2, (self.height - 1) / 2])
+        return _project(points, focal, self.distance, self.width, self.height)
 
     def _crop_pixels(self, points: torch.Tensor, focal: torch.Tensor | float) -> torch.Tensor:  # [T, S, 2]
         uv = self._project(points, focal)

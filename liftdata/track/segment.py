@@ -27,6 +27,7 @@ Temporal terms of the fit never cross a segment start (`Segments.starts`: a cut 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -167,12 +168,11 @@ def _soft_histogram(hsv: np.ndarray, bins: tuple[int, int, int] = (12, 6, 6)) ->
             pair = (np.clip(lo, 0, n - 1), np.clip(lo + 1, 0, n - 1))
         idx.append(pair)
         wts.append((1 - f, f))
-    hist = np.zeros(bins, np.float64)
-    for a in range(2):
-        for b in range(2):
-            for c in range(2):
-                np.add.at(hist, (idx[0][a], idx[1][b], idx[2][c]), wts[0][a] * wts[1][b] * wts[2][c])
-    return (hist / max(hist.sum(), 1e-9)).astype(np.float32)
+    hist = np.zeros(int(np.prod(bins)), np.float64)
+    for a, b, c in itertools.product(range(2), repeat=3):  # the 8 corners of each pixel's cell
+        flat = np.ravel_multi_index((idx[0][a], idx[1][b], idx[2][c]), bins)
+        hist += np.bincount(flat, wts[0][a] * wts[1][b] * wts[2][c], minlength=hist.size)
+    return (hist / max(hist.sum(), 1e-9)).reshape(bins).astype(np.float32)
 
 
 def frame_signals(frames: Sequence[np.ndarray], cfg: SegmentConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
