@@ -1,7 +1,7 @@
 """Tracking accuracy over many synthetic subjects (issue 16, item 5): one JSON line.
 
     python benchmarks/track_accuracy.py [--seeds 60-71] [--frames 48] [--size 256] [--cache DIR] [--quick]
-                                        [--oracle] [--static]
+                                        [--oracle] [--oracle-identity] [--static]
 
 For each seed: render `make_capture(seed)`, encode it to mp4, detect mediapipe landmarks on the
 decoded video, fit (`fit_landmarks`, default `FitConfig`) and compare with the ground truth
@@ -14,7 +14,9 @@ that follows the true pose). The fit is given the decoded frames (photometric st
 landmarks are also fitted without them in the same run (`landmarks_only_*`), unless
 `--landmarks-only`. `--oracle` also fits the ground-truth landmarks (the model's own
 landmarks projected with the true camera: what the fit reaches with a perfect detector), per seed
-as `oracle_*`. `--static` detects every frame from scratch (mediapipe's static-image mode) instead
+as `oracle_*`. `--oracle-identity` also fits with the subject's true identity held fixed
+(`fit_landmarks(identity=...)`: what a perfect shape estimate gives), as `oracle_identity_*`.
+`--static` detects every frame from scratch (mediapipe's static-image mode) instead
 of tracking mode.
 Seeds 60-71 (the default) were never used while choosing the fit's settings (40-51 were);
 `--quick` runs seeds 60-62.
@@ -91,6 +93,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--cache", default=None)
     parser.add_argument("--oracle", action="store_true", help="also fit the exact (ground-truth) landmarks")
+    parser.add_argument("--oracle-identity", action="store_true",
+                        help="also fit with the true identity held fixed (what a perfect shape estimate gives)")
     parser.add_argument("--static", action="store_true", help="mediapipe static-image mode on every frame")
     parser.add_argument("--landmarks-only", action="store_true",
                         help="fit without the photometric stage (by default both are measured)")
@@ -138,6 +142,11 @@ def main() -> None:
                              landmark_residual=exact.residual)
             errors = tracking_errors(gt, oracle)
             row.update({f"oracle_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+        if args.oracle_identity:  # the same landmarks and frames, the subject's true shape held fixed
+            known = fit_landmarks(lmk, model, progress=False, frames=None if args.landmarks_only else frames,
+                                  identity=identity)
+            errors = tracking_errors(gt, Capture(blank, known.kinematics, known.camera, known.identity, model))
+            row.update({f"oracle_identity_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
         rows[seed] = {k: round(v, 4) for k, v in row.items()}
     keys = list(next(iter(rows.values())))
     summary = {f"{k}_{agg}": round(float(fn([r[k] for r in rows.values()])), 4)
@@ -152,6 +161,9 @@ def main() -> None:
             "landmarks_only_fit_s_per_seed": round(t_landmarks / n_seeds, 2)}),
         **({"oracle_rotation_relative_target_met_on":
             sum(r["oracle_rotation_relative_deg"] <= 1.5 for r in rows.values())} if args.oracle else {}),
+        **({"oracle_identity_rotation_relative_target_met_on":
+            sum(r["oracle_identity_rotation_relative_deg"] <= 1.5 for r in rows.values())}
+           if args.oracle_identity else {}),
         "detector": "static" if args.static else "tracking", "n_seeds": n_seeds,
         "exposure_drift": args.exposure_drift,
         "fit_s_per_seed": round(t_fit / n_seeds, 2), "per_seed": rows,

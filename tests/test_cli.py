@@ -81,8 +81,8 @@ def test_expand_preview_and_rerun(tmp_path, video, capsys):
     keys = [r["__key__"] for r in records]
     assert len(set(keys)) == FRAMES + N and keys == sorted(keys) and keys[0] == "selfie/000000/000"
     assert [r["json"]["meta"]["source"] for r in records] == ["captured"] * FRAMES + ["lifted"] * N
-    side = records[-1]["json"]["camera"]["width"]  # --crop auto: the square head box, not upsampled
-    assert records[-1]["png"].shape == (side, side, 3) and side <= 512 and side != SIZE
+    side = records[-1]["json"]["camera"]["width"]  # --crop auto: the square head box
+    assert records[-1]["png"].shape == (side, side, 3) and side <= SIZE  # inside the frame, never upsampled
     # a rerun finds the dataset complete and leaves it as it was
     assert main(args + ["--no-preview"]) == 0
     assert json.loads((out / "webdataset" / "manifest.json").read_text())["shards"] == manifest["shards"]
@@ -166,7 +166,7 @@ def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):
     from liftdata.track.matte import FrameMatter
 
     cropped = LiftDataset(saved).crop("auto").capture  # --crop auto, matted: the saved capture, cropped
-    assert cropped.camera.width != saved.camera.width
+    assert "crop" in cropped.extra and "crop" not in saved.extra  # (a close-up: the box is the whole frame)
     expected = captured_samples(cropped, matter=FrameMatter(cropped))
     assert all(a.equals(b) for a, b in zip(first, expected))  # the dataset holds the saved capture
 

@@ -91,3 +91,43 @@ def test_box_grows_to_keep_a_moving_face_and_scales_with_face_size():
     assert x0 <= lo[0] and x0 + side >= hi[0] and y0 <= lo[1] and y0 + side >= hi[1]
     still = crop_boxes(uv[:1].repeat(20, 0), starts, CropConfig(scale=2.5))[0]
     assert still[2] == pytest.approx(100.0)  # 2.5 x 40 px when the face does not move
+
+
+def test_box_stays_inside_the_frame():
+    """Against the unconstrained box of the same faces: a box reaching past an edge moves back in
+    with its side kept; one larger than the frame shrinks to the shorter side; inside=False is the
+    unconstrained box."""
+    starts = np.eye(1, 10, dtype=bool)[0]
+    square = np.array([[0, 0], [40, 0], [40, 40], [0, 40]], float)  # a 40 px face
+    cases = {"left edge": ((300, 200), [5.0, 80.0]), "bottom-right corner": ((300, 200), [250.0, 150.0]),
+             "face fills a small frame": ((90, 120), [25.0, 40.0]), "centred": ((400, 400), [180.0, 180.0])}
+    for name, ((w, h), corner) in cases.items():
+        uv = np.repeat(square[None] + corner, 10, 0)
+        free = crop_boxes(uv, starts, CropConfig(inside=False), frame=(w, h))[0]
+        assert np.allclose(free, crop_boxes(uv, starts, CropConfig())[0]), name  # no frame given: unconstrained
+        x0, y0, side = crop_boxes(uv, starts, CropConfig(), frame=(w, h))[0]
+        assert side == pytest.approx(min(free[2], w, h)), name
+        assert -1e-9 <= x0 <= w - side + 1e-9 and -1e-9 <= y0 <= h - side + 1e-9, name
+        if free[2] <= min(w, h) and 0 <= free[0] <= w - free[2] and 0 <= free[1] <= h - free[2]:
+            assert np.allclose([x0, y0, side], free), name  # a box already inside is unchanged
+        else:
+            # the crop of a white frame has no black pixel: nothing the camera did not see
+            assert crop_image(np.full((h, w), 255, np.uint8), np.array([x0, y0, side]), 64).min() == 255, name
+            assert crop_image(np.full((h, w), 255, np.uint8), free, 64).min() == 0, name
+
+
+def test_capture_whose_head_box_exceeds_the_frame_is_cropped_inside_it():
+    """A close-up (the default 24 deg field of view at 160 px: 2.5 x the face is wider than the frame):
+    the crop is the largest square inside the frame, holds no black border, and its camera still
+    projects the head onto the same pixels as the uncropped one, scaled."""
+    close = make_capture(4, n_frames=6, size=160, max_yaw_deg=15)
+    free = crop_capture(close, CropConfig(size=128, inside=False))
+    assert free.boxes[0][2] > 160  # the case this test is about
+    crop = crop_capture(close, CropConfig(size=128))
+    x0, y0, side = crop.boxes[0]
+    assert side == pytest.approx(160) and x0 == pytest.approx(0) and y0 == pytest.approx(0)
+    white = np.full((160, 160, 3), 255, np.uint8)
+    assert crop_image(white, crop.boxes[0], 128).min() == 255 and crop_image(white, free.boxes[0], 128).min() == 0
+    _, uv = _landmarks_uv(close, [close.camera] * len(close))
+    _, uv_crop = _landmarks_uv(close, crop.cameras)
+    assert np.abs(uv_crop - ((uv + 0.5 - [x0, y0]) * 128 / side - 0.5)).max() < 1e-4

@@ -5,7 +5,14 @@ face size (the larger side of the fitted face mesh's bounding box, median over t
 it is **one box per segment** (a shot, or a stretch of one face: `Segments.starts`): no per-frame
 jitter, the smoothest framing there is. The box is centred on the median face centre (raised by
 `raise_` x the face size, towards the hair), and grown where needed so that every frame's face
-box stays inside with a `margin`. Parts of the box outside the image are black.
+box stays inside with a `margin`.
+
+The box then stays inside the picture (`CropConfig.inside`, default): a box larger than the
+frame's shorter side is shrunk to it, and a box that reaches past an edge is moved back in. A crop
+thus never holds pixels the camera did not see (black borders that a segmenter reads as a
+person, and that an avatar would learn as part of the scene); the price is a tighter or
+off-centre framing when the face fills the frame or sits at its edge. `inside=False` keeps the
+box as computed, its parts outside the image black.
 
 Kinematics stay exact: cropping and resizing is an affine map of pixel coordinates, which is
 folded into the intrinsics (pixel centres at integers, OpenCV convention):
@@ -40,6 +47,9 @@ class CropConfig:
     #: one box per segment (shot); False: one box for the whole capture, so that one camera serves
     #: every frame and `Crop.capture` always works (the box then spans all shots' faces)
     per_shot: bool = True
+    #: keep the box inside the frame: shrunk to the frame's shorter side and moved back in (see the
+    #: module docstring); False: parts of the box outside the image are black
+    inside: bool = True
 
 
 def crop_camera(camera: Camera, box: np.ndarray, size: int) -> Camera:
@@ -76,9 +86,10 @@ def crop_boxes(face_uv: np.ndarray,  # [T, L, 2] projected face landmarks (pixel
                starts: np.ndarray,  # [T] bool, True where a segment starts
                cfg: CropConfig | None = None,
                valid: np.ndarray | None = None,  # [T] bool: frames whose face counts (default all)
+               frame: tuple[int, int] | None = None,  # (width, height) of the source frames
                ) -> np.ndarray:  # [T, 3] (x0, y0, side)
     """One square box per segment (see the module docstring), from the segment's `valid` frames
-    (all of its frames when none is valid)."""
+    (all of its frames when none is valid); with `frame` and `cfg.inside`, inside the frame."""
     cfg = cfg or CropConfig()
     lo, hi = face_uv.min(1), face_uv.max(1)  # [T, 2]
     centre, size = (lo + hi) / 2, (hi - lo).max(-1)
@@ -92,7 +103,13 @@ def crop_boxes(face_uv: np.ndarray,  # [T, L, 2] projected face landmarks (pixel
         c = np.median(centre[idx], 0) - [0, cfg.raise_ * s]
         reach = np.abs(np.concatenate([lo[idx] - c, hi[idx] - c])).max()  # farthest face-box edge
         side = max(cfg.scale * s, 2 * cfg.margin * reach)
-        boxes[members] = [c[0] - side / 2 + 0.5, c[1] - side / 2 + 0.5, side]  # box edges, pixel centres at integers
+        x0, y0 = c[0] - side / 2 + 0.5, c[1] - side / 2 + 0.5  # box edges; pixel centres at integers
+        if cfg.inside and frame is not None:  # the image spans edges [0, width] x [0, height]
+            width, height = frame
+            side = min(side, width, height)
+            x0, y0 = c[0] - side / 2 + 0.5, c[1] - side / 2 + 0.5
+            x0, y0 = min(max(x0, 0.0), width - side), min(max(y0, 0.0), height - side)
+        boxes[members] = [x0, y0, side]
     return boxes
 
 
@@ -142,6 +159,7 @@ def crop_capture(capture: Capture, cfg: CropConfig | None = None, starts: np.nda
     uv = capture.camera.project(model.landmarks(verts).numpy())[..., :2]
     if not cfg.per_shot:
         starts = np.eye(1, len(capture), dtype=bool)[0]
-    boxes = crop_boxes(uv, segment_starts(capture) if starts is None else starts, cfg, valid=capture.face_found)
+    boxes = crop_boxes(uv, segment_starts(capture) if starts is None else starts, cfg, valid=capture.face_found,
+                       frame=(capture.camera.width, capture.camera.height))
     cams = [crop_camera(capture.camera, b, cfg.size) for b in boxes]
     return Crop(boxes, cfg.size, CroppedFrames(capture.frames, boxes, cfg.size), cams)

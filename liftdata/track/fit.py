@@ -102,6 +102,9 @@ class FitConfig:
     #: Stage 4, photometric refinement (`liftdata.track.photometric`; runs when `fit_landmarks` is
     #: given the frames; 0 switches it off). Chosen on synthetic seeds 40-51 (weights 100 / 200 /
     #: 300, 40-100 steps: relative rotation within a clip 1.3-1.6 deg, against 1.95 without).
+    #: Not adopted: 120 steps with a 10x identity step size gave 1.09 deg on those seeds (1.27 with
+    #: the defaults) but no gain on held-out seeds (60-71 / 80-91 / 120-131 / 140-151: 1.06 / 1.00 /
+    #: 1.11 / 0.92 against 1.05 / 1.01 / 1.09 / 0.92), at 1.5x the time.
     photometric_iters: int = 80
     photometric_weight: float = 200.0  #: weight of E_photo (Charbonnier of colours in [0, 1])
     photometric_size: int = 160  #: working resolution of the face crop, pixels
@@ -341,7 +344,8 @@ def _adam(energy: _Energy, params: dict[str, torch.Tensor], names: list[str], it
 
 
 def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None,
-                  progress: bool = True, starts: np.ndarray | None = None, frames=None) -> FitResult:
+                  progress: bool = True, starts: np.ndarray | None = None, frames=None,
+                  identity: np.ndarray | torch.Tensor | None = None) -> FitResult:
     """Fit `model` to the landmarks of a clip (see the module docstring).
 
     `frames` (len + getitem -> RGB uint8 [H, W, 3], one per landmark frame): the images the
@@ -350,34 +354,47 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
 
     `starts` [T] bool marks frames where a new segment begins (a shot cut or another face,
     `Segments.starts`): no temporal term links a frame to the frames before its segment's start.
+
+    `identity`: a known identity (e.g. an earlier fit of the same person), held fixed; default:
+    fitted. On synthetic subjects the true identity lowers the relative rotation within a clip from
+    1.27 / 1.05 / 1.01 / 1.09 / 0.92 to 0.84 / 0.93 / 0.93 / 1.05 / 0.84 deg mean (seeds 40-51 /
+    60-71 / 80-91 / 120-131 / 140-151; `benchmarks/track_accuracy.py --oracle-identity`): part of
+    the rotation error left is the fitted head's shape, which the pose compensates.
     """
     cfg = cfg or FitConfig()
     if starts is not None and np.shape(starts) != lmk.found.shape:
         raise ValueError(f"starts: expected shape {lmk.found.shape}, got {np.shape(starts)}")
+    if identity is not None and tuple(np.shape(identity)) != tuple(model.neutral_identity().shape):
+        raise ValueError(f"identity: expected shape {list(model.neutral_identity().shape)} ({model.name}), "
+                         f"got {list(np.shape(identity))}")
     energy = _Energy(model, lmk, cfg, starts)
     t = len(lmk.found)
     neutral = neutral_kinematics(model, 1)
     with torch.no_grad():
-        template = model.landmarks(model.vertices(model.neutral_identity(), neutral))[0].numpy()
+        start = model.neutral_identity() if identity is None else torch.as_tensor(np.asarray(identity)).float()
+        template = model.landmarks(model.vertices(start, neutral))[0].numpy()
     focal = 0.5 * lmk.height / math.tan(math.radians(cfg.fov_y_deg) / 2)
     rot, trans = _rigid_init(template, lmk.points[:, model.landmark_mediapipe_index], lmk.found, focal,
                              cfg.distance, lmk.width, lmk.height)
     f32 = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32).clone()  # noqa: E731
     params = {"rotation": f32(rot), "translation": f32(trans),
               "expression": f32(np.repeat(neutral.expression, t, 0)),
-              "identity": model.neutral_identity().float().clone(), "log_focal": f32(math.log(focal))}
+              "identity": model.neutral_identity().float().clone() if identity is None else f32(identity),
+              "log_focal": f32(math.log(focal))}
+    fixed = set() if identity is None else {"identity"}
     if energy.uses_jaw_eyes:
         params["jaw"], params["eyes"] = torch.zeros(t, 3), torch.zeros(t, 6)
     _adam(energy, params, ["rotation", "translation", "log_focal"], cfg.rigid_iters, cfg.lr, "fit (rigid)", progress)
-    _adam(energy, params, [n for n in params if n != "log_focal"] + ["log_focal"], cfg.iters, cfg.lr, "fit", progress)
+    _adam(energy, params, [n for n in params if n not in fixed | {"log_focal"}] + ["log_focal"], cfg.iters, cfg.lr,
+          "fit", progress)
     photo = None
     if frames is not None and cfg.photometric_iters > 0 and lmk.found.any():
-        photo = _photometric_stage(energy, params, frames, lmk, cfg, progress)
+        photo = _photometric_stage(energy, params, frames, lmk, cfg, progress, fixed)
     return _result(energy, params, model, lmk, photo)
 
 
 def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames, lmk: Landmarks, cfg: FitConfig,
-                       progress: bool):
+                       progress: bool, fixed: set[str] = frozenset()):
     """Stage 4: refine `cfg.photometric_unknowns` with E_photo added (see `liftdata.track.photometric`)."""
     from liftdata.track.photometric import PhotometricTerm
 
@@ -395,7 +412,7 @@ def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames,
     def e_photo(p: dict[str, torch.Tensor]) -> torch.Tensor:
         return cfg.photometric_weight * term(energy.vertices(p), focal, p["albedo"], p["light"])
 
-    unknowns = [n for n in cfg.photometric_unknowns if n in params]
+    unknowns = [n for n in cfg.photometric_unknowns if n in params and n not in fixed]
     _adam(energy, params, unknowns + ["albedo", "light"], cfg.photometric_iters, cfg.lr,
           "fit (photometric)", progress, extra=e_photo)
     residual = term.residual(energy.vertices(params), focal, params.pop("albedo"), params.pop("light"))
