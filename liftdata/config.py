@@ -317,6 +317,11 @@ def _check_fields(c: ExpandConfig) -> None:
     if c.head_model == "flame" and c.flame_model is None and c.input_kind not in (None, "synthetic"):
         raise ConfigError("flame_model: head_model flame needs the FLAME model file "
                           "(--flame-model PATH, or input.flame.model in a recipe)")
+    if c.format == "vhap" and (c.head_model != "flame" or c.input_kind == "synthetic"):
+        model = "builtin (a synthetic input)" if c.input_kind == "synthetic" else c.head_model
+        raise ConfigError(f"format: vhap holds FLAME parameters (the VHAP/GaussianAvatars layout), the head model is "
+                          f"{model}; use --head-model flame with --flame-model and --flame-embedding, or another "
+                          f"format")
     if c.lifter == "liftavatar" and c.checkpoint is None:
         raise ConfigError("checkpoint: the liftavatar lifter needs a checkpoint directory (--checkpoint PATH)")
     if c.lifter == "warp" and c.checkpoint is not None:

@@ -140,7 +140,8 @@ def test_expand_in_two_processes_then_merge(tmp_path, video, capsys, monkeypatch
         assert main(["expand", str(cap), "--n", str(N), "--out", str(out), "--shard-size", "3"]) == 0
         assert f"lifted, part {rank + 1} of 2)" in capsys.readouterr().out
     assert (out / "preview" / "index.html").is_file()  # written by rank 0 only
-    assert main(["expand", str(cap), "--n", "4", "--out", str(tmp_path / "v"), "--format", "vhap"]) == 2
+    flame = ["--head-model", "flame", "--flame-model", "f.pkl", "--flame-embedding", "e.npz"]  # checked later
+    assert main(["expand", str(cap), "--n", "4", "--out", str(tmp_path / "v"), "--format", "vhap", *flame]) == 2
     assert "--format vhap is written by one process" in capsys.readouterr().err
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
@@ -150,6 +151,21 @@ def test_expand_in_two_processes_then_merge(tmp_path, video, capsys, monkeypatch
     assert f"({FRAMES + N} samples in" in capsys.readouterr().out
     assert main(["merge", str(tmp_path)]) == 2
     assert "holds no rank-*-of-* directories" in capsys.readouterr().err
+
+
+def test_vhap_format_without_flame_is_refused_before_tracking(tmp_path, video, capsys, monkeypatch):
+    """The VHAP layout holds FLAME parameters: with the builtin head model the run stops before any tracking."""
+    import liftdata.track
+
+    def no_tracking(*args, **kwargs):
+        raise AssertionError("tracked before the format check")
+
+    monkeypatch.setattr(liftdata.track, "track_video", no_tracking)
+    out = tmp_path / "out"
+    assert main(["expand", str(video), "--n", "4", "--out", str(out), "--format", "vhap"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("liftdata expand: error: format: vhap holds FLAME parameters") and "builtin" in err
+    assert err.count("\n") == 1 and not out.exists()
 
 
 def test_expand_tracks_a_video_once(tmp_path, video, capsys, monkeypatch):

@@ -45,6 +45,8 @@ def test_recipe_round_trip_and_identity():
     ({"size": MAX_SIZE + 1}, f"size: expected a positive integer up to {MAX_SIZE}"),
     ({"stride": 0}, "stride: expected a positive integer"),
     ({"format": "tiff"}, "format: expected one of webdataset, parquet, vhap"),
+    ({"format": "vhap"}, "format: vhap holds FLAME parameters (the VHAP/GaussianAvatars layout), the head model is "
+                         "builtin"),
     ({"lifter": "liftavatar"}, "checkpoint: the liftavatar lifter needs a checkpoint directory"),
     ({"head_model": "flame"}, "flame_model: head_model flame needs the FLAME model file"),
     ({"images": "a.png"}, "input: give exactly one of video, images, tracked, synthetic (got video and images)"),

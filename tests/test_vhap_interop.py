@@ -372,7 +372,10 @@ def test_config_checks():
         ExpandConfig(tracked="d", n=1, split="extremes")
     with pytest.raises(ConfigError, match="background: expected one of white, black, keep"):
         ExpandConfig(tracked="d", n=1, format="vhap", background="green")
-    cfg = ExpandConfig.from_recipe({"input": {"tracked": "d", "camera": 1}, "expand": {"n": 2},
+    with pytest.raises(ConfigError, match="format: vhap holds FLAME parameters .* the head model is builtin"):
+        ExpandConfig(tracked="d", n=1, format="vhap")
+    cfg = ExpandConfig.from_recipe({"input": {"tracked": "d", "camera": 1, "head_model": "flame",
+                                              "flame": {"model": "f.pkl"}}, "expand": {"n": 2},
                                     "output": {"format": "vhap", "split": "extremes", "background": "black"}})
     assert (cfg.camera, cfg.split, cfg.background) == (1, "extremes", "black")
 
