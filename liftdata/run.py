@@ -142,10 +142,27 @@ def preflight(config: ExpandConfig, *, overwrite: bool = False) -> Prepared:
     _check_recorded(config, out, fingerprint, overwrite)
     lifter = load_lifter(config.lifter, config.checkpoint, device=config.device, torch_dtype=config.dtype)
     head_model = _head_model(config) if config.input_kind != "synthetic" else None
+    _check_lifter_fits(config, lifter, head_model)
     if overwrite:  # start over: what earlier runs left in out/ (only liftdata's own folders)
         for sub in ("capture", "webdataset", "parquet", "vhap", ".vhap.tmp", "preview"):
             shutil.rmtree(out / sub, ignore_errors=True)
     return Prepared(config, out, sampler, lifter, head_model, fingerprint, rank, world_size)
+
+
+def _check_lifter_fits(config: ExpandConfig, lifter: Any, head_model: Any) -> None:
+    """A trained lifter reads one head model's coefficients: refuse another before tracking."""
+    want = getattr(getattr(getattr(lifter, "pipeline", None), "transformer", None), "config", None)
+    if want is None:  # the warp lifter: any head model
+        return
+    from liftdata.head import load_head_model
+    from liftdata.lifters.liftavatar import coefficient_dim
+
+    model = head_model if head_model is not None else load_head_model("builtin")  # synthetic inputs: builtin
+    got = coefficient_dim(model.n_expression)
+    if got != want.coefficient_dim:
+        raise ConfigError(f"checkpoint: {config.checkpoint} reads {want.coefficient_dim} coefficients per frame, the "
+                          f"head model {model.name} ({model.n_expression} expressions) gives {got}; use the head "
+                          f"model it was trained with")
 
 
 def _check_files(config: ExpandConfig) -> None:

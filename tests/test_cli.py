@@ -275,6 +275,16 @@ def test_expand_with_a_liftavatar_checkpoint_in_bfloat16(tmp_path, capsys):
     lifted = [s for s in samples if s.meta["source"] == "lifted"]
     assert len(samples) == 6 + 5 and len(lifted) == 5
     assert all(s.meta["lifter"]["name"] == "liftavatar" and s.to_arrays()["image"].shape == (32, 32, 3) for s in lifted)
+    # a checkpoint trained for another head model (here 10 coefficients) is refused before any work
+    other = LiftAvatarTransformer3DModel(**{**model.config, "coefficient_dim": 10})
+    LiftAvatarPipeline(other, vae, FlowMatchEulerDiscreteScheduler()).save_pretrained(tmp_path / "other")
+    capsys.readouterr()
+    assert main(["expand", str(tmp_path / "capture"), "--n", "5", "--out", str(tmp_path / "o2"), "--lifter",
+                 "liftavatar", "--checkpoint", str(tmp_path / "other"), "--device", "cpu", "--no-preview"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"liftdata expand: error: checkpoint: {tmp_path / 'other'} reads 10 coefficients per "
+                          f"frame, the head model builtin (33 expressions) gives {coefficient_dim(33)}")
+    assert not (tmp_path / "o2").exists()
 
 
 def test_input_kind_is_decided_once_for_expand_and_track(tmp_path):
