@@ -175,6 +175,10 @@ def _track(args: argparse.Namespace) -> int:
     out = capture.save(args.out)
     overlay(capture, out / "overlay.png")
     found = int(capture.face_found.sum())
+    if "segments" in capture.extra:  # a video: its shots and subjects (--subject N picks another)
+        from liftdata.track.segment import segment_lines
+
+        print("\n".join(segment_lines(capture.extra["segments"])))
     print(f"capture : {out}  ({len(capture)} frames, face found in {found}; overlay.png)")
     return 0
 

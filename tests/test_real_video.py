@@ -76,3 +76,13 @@ def test_expand_keeps_one_person_clean_cropped_and_matted(tmp_path, capsys):
     side = captured[0].camera.width
     assert side == captured[0].camera.height and all(s.camera.width == side for s in samples)
     assert "dataset : " in printed.out
+    # `liftdata track` lists the pieces of the video (ground truth: astronaut 0-11, Hopper 12-19, black
+    # 20-22 attached to her shot, astronaut 23-32), the kept subject marked; --subject 1 keeps Hopper
+    assert main(["track", str(video), "--out", str(tmp_path / "cap")]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "segments: 3 piece(s), 2 shot cut(s), 2 subject(s) [identity: dlib]"
+    rows = [line.split() for line in table[2:5]]
+    assert [r[0] for r in rows] == ["0-11", "12-22", "23-32"]
+    assert [" ".join(r[2:-3]) for r in rows] == ["0 (kept)", "1", "0 (kept)"]
+    assert rows[1][-2:] == ["of", "11"] and 0 < int(rows[1][-3]) <= 8  # faces: some of Hopper's 8, no black frame
+    assert table[5].startswith(f"capture : {tmp_path / 'cap'}  (22 frames")

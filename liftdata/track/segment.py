@@ -36,7 +36,7 @@ import numpy as np
 
 from liftdata.track.landmarks import Landmarks
 
-__all__ = ["SegmentConfig", "Segments", "segment_video", "frame_signals", "identity_descriptors",
+__all__ = ["SegmentConfig", "Segments", "segment_lines", "segment_video", "frame_signals", "identity_descriptors",
            "dlib_available"]
 
 # skin and outer-lip patches of the appearance descriptor (mediapipe ids): forehead, cheeks, chin,
@@ -138,7 +138,21 @@ class Segments:
 
     def to_dict(self, subject: int = 0) -> dict[str, Any]:
         return {"embedding": self.embedding, "cuts": self.cuts.tolist(), "summary": self.summary(subject),
-                "pieces": self.table()}
+                "kept_subject": int(subject), "pieces": self.table()}
+
+
+def segment_lines(info: dict[str, Any]) -> list[str]:
+    """The pieces of a video (`Segments.to_dict`, saved as a capture's `extra["segments"]`) as a
+    table for users: frames, shot, subject (which one was kept), faces found."""
+    s = info["summary"]
+    kept = info.get("kept_subject")  # (captures saved before it was recorded: no mark)
+    lines = [f"segments: {len(info['pieces'])} piece(s), {s['shot_cuts']} shot cut(s), {s['subjects']} subject(s) "
+             f"[identity: {info['embedding']}]", f"  {'frames':<13} {'shot':>4}  {'subject':<11} faces"]
+    for p in info["pieces"]:
+        who = "-" if p["subject"] < 0 else f"{p['subject']}{' (kept)' if p['subject'] == kept else ''}"
+        span = f"{p['start']}-{p['end'] - 1}"
+        lines.append(f"  {span:<13} {p['shot']:>4}  {who:<11} {p['faces']} of {p['end'] - p['start']}")
+    return lines
 
 
 # ---------------------------------------------------------------------- per-frame signals
