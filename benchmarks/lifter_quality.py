@@ -67,7 +67,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--lpips-weights", help="directory with the LPIPS weight files")
     p.add_argument("--cases", nargs="*", default=list(CASES))
     p.add_argument("--references", type=int, default=1, help="K at evaluation (1 = one frontal neutral frame)")
-    p.add_argument("--inference-steps", type=int, default=20)
+    p.add_argument("--inference-steps", type=int,
+                   help="sampling steps (default: the checkpoint's lifter_config.json, else the lifter's 30)")
     p.add_argument("--quick", action="store_true", help="tiny training and evaluation (smoke run, numbers meaningless)")
     p.add_argument("--workdir", default="/tmp/lifter_quality")
     p.add_argument("--out")
@@ -160,14 +161,15 @@ def main(argv=None) -> dict:
     t0 = time.time()
     checkpoint = Path(args.checkpoint) if args.checkpoint else train_checkpoint(args)
     t_train = time.time() - t0
-    lifter = LiftAvatarLifter.from_pretrained(checkpoint, device="cuda" if torch.cuda.is_available() else "cpu",
-                                              num_inference_steps=args.inference_steps)
+    steps = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lifter = LiftAvatarLifter.from_pretrained(checkpoint, device=device, **steps)
     trained = checkpoint / "training_config.json"
     size = args.size or (int(json.loads(trained.read_text())["size"]) if trained.is_file() else 128)
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     methods = {"liftavatar": lifter, "warp": WarpLifter()}
     if lifter.pipeline.transformer.config.warp_guidance:
-        methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, args.inference_steps, warp_blend=False,
+        methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, lifter.num_inference_steps, warp_blend=False,
                                                           clip_frames=lifter.clip_frames)
     lifter.pipeline.set_progress_bar_config(disable=True)
     lpips_name, lpips, lpips_note = lpips_network(args.lpips_backbone, args.lpips_weights)
@@ -184,7 +186,7 @@ def main(argv=None) -> dict:
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
         "checkpoint": str(checkpoint), "training": training_summary(checkpoint),
         "evaluation": {"seeds": seeds, "size": size, "references": args.references, "frames": 5,
-                       "inference_steps": args.inference_steps, "clip_frames": lifter.clip_frames,
+                       "inference_steps": lifter.num_inference_steps, "clip_frames": lifter.clip_frames,
                        "warp_blend": lifter.warp_blend, "seconds": seconds,
                        "warp_py_sha256": hashlib.sha256(warp_src).hexdigest()[:16]},
         "train_seconds_this_run": round(t_train, 1), "quick": args.quick,

@@ -170,6 +170,38 @@ def test_old_layout_loads_with_our_loader_and_upgrades_in_place(tmp_path):
         assert np.array_equal(run(theirs, x, seed=seed, steps=1), run(ours, x, seed=seed, steps=1))
     lifter = LiftAvatarLifter.from_pretrained(copy, device="cpu")
     assert lifter.clip_frames == json.loads((CHECKPOINT / "training_config.json").read_text())["num_frames"]
+    # the checkpoint's own sampling default (its figures are measured at one step), unless overridden
+    assert json.loads((CHECKPOINT / "lifter_config.json").read_text()) == {"num_inference_steps": 1}
+    assert lifter.num_inference_steps == 1
+    assert LiftAvatarLifter.from_pretrained(copy, device="cpu", num_inference_steps=4).num_inference_steps == 4
+
+
+def test_lifter_config_sets_sampling_defaults_and_is_checked(tmp_path):
+    """`lifter_config.json` beside the pipeline: its keys become the lifter's defaults (an explicit
+    option wins; without the file the class defaults hold); a bad file is one error naming it and the key."""
+    from liftdata.lifters.warp import LifterInputError
+
+    folder = tmp_path / "p"
+    tiny_pipeline("pixel").save_pretrained(folder)
+    plain = LiftAvatarLifter.from_pretrained(folder, device="cpu")
+    assert (plain.num_inference_steps, plain.guidance_scale, plain.warp_blend) == (30, 1.0, True)
+    (folder / "lifter_config.json").write_text(json.dumps({"num_inference_steps": 2, "guidance_scale": 3,
+                                                           "warp_blend": False}))
+    lifter = LiftAvatarLifter.from_pretrained(folder, device="cpu")
+    assert (lifter.num_inference_steps, lifter.guidance_scale, lifter.warp_blend) == (2, 3.0, False)
+    assert isinstance(lifter.guidance_scale, float) and isinstance(lifter.num_inference_steps, int)
+    assert LiftAvatarLifter.from_pretrained(folder, device="cpu", guidance_scale=1.5).guidance_scale == 1.5
+    for bad, message in [({"num_inference_steps": 0}, "num_inference_steps must be a positive integer, got 0"),
+                         ({"num_inference_steps": 1.5}, "num_inference_steps must be a positive integer, got 1.5"),
+                         ({"warp_blend": 1}, "warp_blend must be true or false, got 1"),
+                         ({"steps": 1}, "expected an object with keys among"), ([1], "got list")]:
+        (folder / "lifter_config.json").write_text(json.dumps(bad))
+        with pytest.raises(LifterInputError) as info:
+            LiftAvatarLifter.from_pretrained(folder, device="cpu")
+        assert str(info.value).startswith(str(folder / "lifter_config.json")) and message in str(info.value), bad
+    (folder / "lifter_config.json").write_text("{num_inference_steps: 1}")
+    with pytest.raises(LifterInputError, match="lifter_config.json: not valid JSON"):
+        LiftAvatarLifter.from_pretrained(folder, device="cpu")
 
 
 def test_a_training_save_pipeline_folder_upgrades(tmp_path):

@@ -80,6 +80,10 @@ class LiftAvatarLifter:
         device: "auto" = CUDA when available (GPU LOCAL_RANK in a multi-process run), else CPU.
         torch_dtype (or `dtype`, diffusers' newer name): the transformer's dtype
         (a torch dtype or its name, e.g. "bfloat16"; norms, RoPE and time embedding stay float32).
+
+        A checkpoint may carry its own sampling defaults in `lifter_config.json` (`SAMPLING_KEYS`:
+        e.g. `{"num_inference_steps": 1}` for a sample-prediction model measured at one step); an
+        option passed here wins over it, and it wins over this class's defaults.
         """
         if device == "auto":  # one GPU per process under torchrun / accelerate launch
             device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if torch.cuda.is_available() else "cpu"
@@ -101,6 +105,7 @@ class LiftAvatarLifter:
         trained = path / "training_config.json"
         if "clip_frames" not in options and trained.is_file():
             options["clip_frames"] = json.loads(trained.read_text()).get("num_frames")
+        options = {**_sampling_defaults(path / LIFTER_CONFIG), **options}
         return cls(LiftAvatarPipeline.from_pretrained(path, torch_dtype=torch_dtype, **weights).to(device), **options)
 
     def lift(self, references: References, driving: Conditions, *, seed: int = 0) -> np.ndarray:
@@ -155,6 +160,34 @@ class LiftAvatarLifter:
         if (height, width) != size:
             frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in frames])
         return frames
+
+
+#: a checkpoint's own sampling defaults (read by `LiftAvatarLifter.from_pretrained`)
+LIFTER_CONFIG = "lifter_config.json"
+SAMPLING_KEYS = {"num_inference_steps": int, "guidance_scale": float, "warp_blend": bool}
+
+
+def _sampling_defaults(path: Path) -> dict:
+    """The checkpoint's `lifter_config.json` (checked: known keys, right types), or {} without one."""
+    from liftdata.lifters.warp import LifterInputError
+
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise LifterInputError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    if not isinstance(values, dict) or set(values) - set(SAMPLING_KEYS):
+        got = sorted(values) if isinstance(values, dict) else type(values).__name__
+        raise LifterInputError(f"{path}: expected an object with keys among {sorted(SAMPLING_KEYS)}, got {got}")
+    wants = {int: "a positive integer", float: "a positive number", bool: "true or false"}
+    for key, value in values.items():
+        kind = SAMPLING_KEYS[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        ok = {bool: isinstance(value, bool), float: number, int: number and value == int(value)}[kind]
+        if not ok:
+            raise LifterInputError(f"{path}: {key} must be {wants[kind]}, got {value!r}")
+    return {k: SAMPLING_KEYS[k](v) for k, v in values.items()}
 
 
 def _warp_details(references: References, driving: Conditions):
