@@ -169,7 +169,8 @@ def main(argv=None) -> dict:
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     methods = {"liftavatar": lifter, "warp": WarpLifter()}
     if lifter.pipeline.transformer.config.warp_guidance:
-        methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, lifter.num_inference_steps, warp_blend=False,
+        methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, lifter.num_inference_steps,
+                                                          lifter.guidance_scale, warp_blend=False,
                                                           clip_frames=lifter.clip_frames)
     lifter.pipeline.set_progress_bar_config(disable=True)
     lpips_name, lpips, lpips_note = lpips_network(args.lpips_backbone, args.lpips_weights)
@@ -186,7 +187,8 @@ def main(argv=None) -> dict:
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
         "checkpoint": str(checkpoint), "training": training_summary(checkpoint),
         "evaluation": {"seeds": seeds, "size": size, "references": args.references, "frames": 5,
-                       "inference_steps": lifter.num_inference_steps, "clip_frames": lifter.clip_frames,
+                       "inference_steps": lifter.num_inference_steps, "guidance_scale": lifter.guidance_scale,
+                       "clip_frames": lifter.clip_frames,
                        "warp_blend": lifter.warp_blend, "seconds": seconds,
                        "warp_py_sha256": hashlib.sha256(warp_src).hexdigest()[:16]},
         "train_seconds_this_run": round(t_train, 1), "quick": args.quick,

@@ -194,11 +194,17 @@ def test_lifter_config_sets_sampling_defaults_and_is_checked(tmp_path):
     for bad, message in [({"num_inference_steps": 0}, "num_inference_steps must be a positive integer, got 0"),
                          ({"num_inference_steps": 1.5}, "num_inference_steps must be a positive integer, got 1.5"),
                          ({"warp_blend": 1}, "warp_blend must be true or false, got 1"),
+                         ({"num_inference_steps": True}, "num_inference_steps must be a positive integer, got True"),
+                         ({"guidance_scale": float("inf")}, "guidance_scale must be a positive number, got inf"),
+                         ({"num_inference_steps": 1e400}, "num_inference_steps must be a positive integer, got inf"),
                          ({"steps": 1}, "expected an object with keys among"), ([1], "got list")]:
         (folder / "lifter_config.json").write_text(json.dumps(bad))
         with pytest.raises(LifterInputError) as info:
             LiftAvatarLifter.from_pretrained(folder, device="cpu")
         assert str(info.value).startswith(str(folder / "lifter_config.json")) and message in str(info.value), bad
+    (folder / "lifter_config.json").write_bytes(b'{"num_inference_steps": 1, "\xff": 0}')
+    with pytest.raises(LifterInputError, match="lifter_config.json: not UTF-8 text"):
+        LiftAvatarLifter.from_pretrained(folder, device="cpu")
     (folder / "lifter_config.json").write_text("{num_inference_steps: 1}")
     with pytest.raises(LifterInputError, match="lifter_config.json: not valid JSON"):
         LiftAvatarLifter.from_pretrained(folder, device="cpu")

@@ -5,6 +5,7 @@ closed-form outputs of the pipeline when the model predicts zero velocity, and t
 ranges the training data promises.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -248,14 +249,16 @@ def test_guided_training_from_the_command_line_and_load_lifter(tmp_path):
     from liftdata.lifters import load_lifter
     from liftdata.lifters.liftavatar.training import main
 
-    model = {**MODEL, "coefficient_dim": 51, "warp_guidance": True, "warp_residual": True}
+    model = {**MODEL, "coefficient_dim": 51, "warp_guidance": True, "warp_residual": True, "prediction_type": "sample"}
     cfg = {"output_dir": str(tmp_path / "run"), "autoencoder": "pixel", "vae": {"patch": P}, "model": model,
            "synthetic_identities": 1, "synthetic_frames": 6, "synthetic_narrow": 2, "reference_sets": 2, "size": 32,
            "num_frames": 1, "max_references": 2, "steps": 2, "log_every": 1}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     assert main([str(tmp_path / "cfg.yaml")]) == 0
-    lifter = load_lifter("liftavatar", str(tmp_path / "run" / "final"), num_inference_steps=1)
-    assert lifter.clip_frames == 1 and lifter.warp_blend
+    # an x0 model samples with one step by default: the run writes that beside the weights
+    assert json.loads((tmp_path / "run" / "final" / "lifter_config.json").read_text()) == {"num_inference_steps": 1}
+    lifter = load_lifter("liftavatar", str(tmp_path / "run" / "final"))
+    assert lifter.clip_frames == 1 and lifter.warp_blend and lifter.num_inference_steps == 1
     data = case_data(3000, "jaw", size=32, frames=3)
     frames = lifter.lift(data.references, data.driving)
     assert frames.shape == (3, 32, 32, 3) and frames.dtype == np.uint8

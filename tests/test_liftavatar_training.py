@@ -138,6 +138,7 @@ def test_main_trains_on_synthetic_captures_and_lifter_loads(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main([str(path)]) == 0
+    assert not (tmp_path / "run" / "final" / "lifter_config.json").exists()  # a velocity model: the lifter's 30 steps
     lifter = LiftAvatarLifter.from_pretrained(tmp_path / "run" / "final", num_inference_steps=1)
     cap = make_capture(7, n_frames=3, size=32)
     head = load_head_model("builtin")

@@ -86,3 +86,7 @@ def test_expand_keeps_one_person_clean_cropped_and_matted(tmp_path, capsys):
     assert [" ".join(r[2:-3]) for r in rows] == ["0 (kept)", "1", "0 (kept)"]
     assert rows[1][-2:] == ["of", "11"] and 0 < int(rows[1][-3]) <= 8  # faces: some of Hopper's 8, no black frame
     assert table[5].startswith(f"capture : {tmp_path / 'cap'}  (22 frames")
+    assert main(["track", str(video), "--out", str(tmp_path / "cap1"), "--subject", "1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [" ".join(line.split()[2:-3]) for line in table[2:5]] == ["0", "1 (kept)", "0"]
+    assert table[5].startswith(f"capture : {tmp_path / 'cap1'}  (11 frames")  # Hopper's shot and its black frames

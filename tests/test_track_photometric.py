@@ -165,8 +165,9 @@ def test_tracking_modes_record_what_ran_and_subsets_keep_per_frame_records(captu
 
 
 def test_a_known_identity_is_held_fixed_through_every_stage(captures):
-    """`fit_landmarks(identity=...)`: the identity of an earlier fit comes back unchanged (landmark
-    and photometric stages), while a free fit of the same clip moves it; a wrong shape is refused."""
+    """`fit_landmarks(identity=...)`: the identity of an earlier fit, or the true one (whose rigid part
+    a free fit would remove), comes back unchanged (landmark and photometric stages), while a free
+    fit of the same clip moves it; a wrong shape is refused."""
     gt = captures[1]
     lmk = _biased_landmarks(gt, 1.0)
     frames = np.stack([gt.frames[i] for i in range(12)])
@@ -175,6 +176,8 @@ def test_a_known_identity_is_held_fixed_through_every_stage(captures):
     again = fit_landmarks(lmk, gt.head_model, progress=False, frames=frames, identity=earlier.identity)
     free = fit_landmarks(lmk, gt.head_model, progress=False, frames=frames)
     np.testing.assert_allclose(again.identity, earlier.identity, atol=1e-7)
+    truth = fit_landmarks(lmk, gt.head_model, progress=False, frames=frames, identity=gt.identity)
+    np.testing.assert_array_equal(truth.identity, gt.identity)  # as given: not even its rigid part removed
     assert np.abs(free.identity - earlier.identity).max() > 1e-4  # the photometric stage does move a free identity
     assert np.nanmean(again.residual) < 1.0  # and the fixed one still fits (pixels)
     with pytest.raises(ValueError, match=r"^identity: expected shape \[468, 3\]"):

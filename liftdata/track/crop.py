@@ -65,13 +65,19 @@ def crop_camera(camera: Camera, box: np.ndarray, size: int) -> Camera:
 
 
 def crop_image(image: np.ndarray, box: np.ndarray, size: int, interpolation: int | None = None) -> np.ndarray:
-    """Resample `box` = (x0, y0, side) of `image` [H, W, ...] to `size` x `size` (black outside)."""
+    """Resample `box` = (x0, y0, side) of `image` [H, W, ...] to `size` x `size` (black outside).
+
+    A box inside the image takes its edge pixels as they are: an upsampling interpolates the outer
+    half pixel against a copy of the edge (replicated), not against black."""
     x0, y0, side = (float(v) for v in box)
     s = size / side
     warp = np.float32([[s, 0, s * (0.5 - x0) - 0.5], [0, s, s * (0.5 - y0) - 0.5]])  # the same map as K'
     flags = interpolation if interpolation is not None else (cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    h, w = image.shape[:2]
+    tol = 1e-6 * max(side, 1.0)
+    inside = x0 >= -tol and y0 >= -tol and x0 + side <= w + tol and y0 + side <= h + tol
     return cv2.warpAffine(np.ascontiguousarray(image), warp, (size, size), flags=flags,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                          borderMode=cv2.BORDER_REPLICATE if inside else cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def segment_starts(capture: Capture) -> np.ndarray:  # [T] bool

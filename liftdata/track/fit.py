@@ -250,6 +250,7 @@ class _Energy:
         self.sparse = bool((self.lower >= 0).all()) and cfg.expression_sparsity > 0
         self.uses_jaw_eyes = not isinstance(model, BuiltinHeadModel)
         self.offsets = model.neutral_identity().ndim == 2  # builtin-style template offsets
+        self.fixed_identity = False  # set by fit_landmarks(identity=...)
         if self.offsets:
             self.laplacian = mesh_laplacian(np.asarray(model.faces), model.neutral_identity().shape[0])
             with torch.no_grad():
@@ -257,9 +258,10 @@ class _Energy:
             self.rigid = rigid_free_basis(rest.numpy().astype(np.float64))
 
     def identity(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The identity without its rigid part (template offsets) or as is (betas)."""
+        """The identity without its rigid part (template offsets) or as is (betas; or a known
+        identity held fixed, `fixed_identity`: no gauge freedom to remove)."""
         x = p["identity"]
-        if not self.offsets:
+        if not self.offsets or self.fixed_identity:
             return x
         flat = x.reshape(-1)
         return (flat - self.rigid @ (self.rigid.T @ flat)).reshape(x.shape)
@@ -355,11 +357,12 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
     `starts` [T] bool marks frames where a new segment begins (a shot cut or another face,
     `Segments.starts`): no temporal term links a frame to the frames before its segment's start.
 
-    `identity`: a known identity (e.g. an earlier fit of the same person), held fixed; default:
-    fitted. On synthetic subjects the true identity lowers the relative rotation within a clip from
-    1.27 / 1.05 / 1.01 / 1.09 / 0.92 to 0.84 / 0.93 / 0.93 / 1.05 / 0.84 deg mean (seeds 40-51 /
-    60-71 / 80-91 / 120-131 / 140-151; `benchmarks/track_accuracy.py --oracle-identity`): part of
-    the rotation error left is the fitted head's shape, which the pose compensates.
+    `identity`: a known identity (e.g. an earlier fit of the same person), held fixed as given
+    (its rigid part is not removed); default: fitted. On synthetic subjects the true identity
+    lowers the relative rotation within a clip from 1.27 / 1.05 / 1.01 / 1.09 / 0.92 to 0.83 / 0.92
+    / 0.94 / 1.06 / 0.83 deg mean (seeds 40-51 / 60-71 / 80-91 / 120-131 / 140-151;
+    `benchmarks/track_accuracy.py --oracle-identity`): part of the rotation error left is the
+    fitted head's shape, which the pose compensates.
     """
     cfg = cfg or FitConfig()
     if starts is not None and np.shape(starts) != lmk.found.shape:
@@ -368,6 +371,7 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
         raise ValueError(f"identity: expected shape {list(model.neutral_identity().shape)} ({model.name}), "
                          f"got {list(np.shape(identity))}")
     energy = _Energy(model, lmk, cfg, starts)
+    energy.fixed_identity = identity is not None
     t = len(lmk.found)
     neutral = neutral_kinematics(model, 1)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 
@@ -174,17 +175,22 @@ def _sampling_defaults(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        values = json.loads(path.read_text())
+        values = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise LifterInputError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise LifterInputError(f"{path}: not UTF-8 text") from None
     if not isinstance(values, dict) or set(values) - set(SAMPLING_KEYS):
         got = sorted(values) if isinstance(values, dict) else type(values).__name__
         raise LifterInputError(f"{path}: expected an object with keys among {sorted(SAMPLING_KEYS)}, got {got}")
     wants = {int: "a positive integer", float: "a positive number", bool: "true or false"}
     for key, value in values.items():
         kind = SAMPLING_KEYS[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        ok = {bool: isinstance(value, bool), float: number, int: number and value == int(value)}[kind]
+        if kind is bool:
+            ok = isinstance(value, bool)
+        else:  # a finite positive number (JSON's Infinity and NaN are not), an integer for int keys
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and value > 0 and (kind is float or float(value).is_integer()))
         if not ok:
             raise LifterInputError(f"{path}: {key} must be {wants[kind]}, got {value!r}")
     return {k: SAMPLING_KEYS[k](v) for k, v in values.items()}

@@ -302,6 +302,12 @@ def save_pipeline(pipeline: LiftAvatarPipeline, model: torch.nn.Module, director
              "vae": [type(pipeline.vae).__module__.split(".")[0], type(pipeline.vae).__name__],
              "scheduler": ["diffusers", type(pipeline.scheduler).__name__]}
     (directory / "model_index.json").write_text(json.dumps(index, indent=2))
+    if model.config.prediction_type == "sample":  # x0 models: sample with one step by default (lifter_config.json)
+        # (the small pixel-space checkpoints measured best at 1 step: 20 or 30 steps lost 1-5 dB on the easy cases,
+        # benchmarks/results/lifter_quality_steps20.json, lifter_quality_sampling_steps{1,30}.json)
+        from liftdata.lifters.liftavatar.lifter import LIFTER_CONFIG
+
+        (directory / LIFTER_CONFIG).write_text(json.dumps({"num_inference_steps": 1}))
     from liftdata.lifters.liftavatar.pipeline import write_remote_code
 
     write_remote_code(directory)  # loadable by diffusers.DiffusionPipeline(..., trust_remote_code=True) too
