@@ -3,6 +3,7 @@
 import sys
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -185,3 +186,44 @@ def test_fit_flame_generic_path(tmp_path, rng):
     assert fit.identity.shape == (20,) and fit.kinematics.head_model == "flame"
     assert np.abs(fit.kinematics.jaw).sum() > 0 and np.abs(fit.kinematics.neck).sum() == 0
     assert np.nanmean(fit.residual) < 0.5
+
+
+@pytest.mark.parametrize("box, size", [((37.3, 21.7, 90.5), 256), ((-12.0, 5.5, 180.0), 64)])
+def test_uncrop_points_inverts_crop_image(box, size):
+    """A blob drawn in a frame, cut out by `crop.crop_image` (up- and down-sampling, a box partly
+    outside): its centroid in the crop, mapped back by `uncrop_points`, is where it was drawn."""
+    from liftdata.track.crop import crop_image
+    from liftdata.track.landmarks import uncrop_points
+
+    yy, xx = np.mgrid[0:200, 0:300]
+    frame = np.exp(-((xx - 62.3) ** 2 + (yy - 81.6) ** 2) / (2 * 6.0**2)).astype(np.float32)  # pixel centres at integers
+    crop = crop_image(frame, np.array(box), size, cv2.INTER_LINEAR)
+    yy, xx = np.mgrid[0:size, 0:size]
+    centroid = np.array([(crop * xx).sum(), (crop * yy).sum()]) / crop.sum()
+    np.testing.assert_allclose(uncrop_points(centroid, np.array(box), size), [62.3, 81.6], atol=0.1)
+
+
+def test_a_face_too_small_for_facemesh_is_found_by_the_full_range_detector(monkeypatch):
+    """The astronaut photo placed small in a portrait frame (a face ~17% of the width): FaceMesh's
+    short-range detector alone finds nothing; with the full-range fallback its landmarks agree with
+    FaceMesh's on a closer framing of the same photo, mapped through the known affine."""
+    from skimage.data import astronaut
+
+    import liftdata.track.landmarks as lm
+
+    def frame(w, h, s, offset):
+        m = np.float32([[s, 0, offset[0]], [0, s, offset[1]]])
+        return cv2.warpAffine(astronaut(), m, (w, h), borderMode=cv2.BORDER_REPLICATE), m
+
+    close, m_close = frame(360, 640, 1.0, (-80, 60))
+    far, m_far = frame(720, 1280, 1.2, (150, 300))
+    reference = lm.detect_landmarks([close], 1, static=True, progress=False).points[0]
+    got = lm.detect_landmarks([far], 1, static=True, progress=False).points[0]
+    expected = (reference - m_close[:, 2]) / m_close[0, 0] * m_far[0, 0] + m_far[:, 2]  # close -> photo -> far
+    face = np.ptp(got[:468], axis=0).max()
+    err = np.linalg.norm(got - expected, axis=1)
+    print(f"face {face:.0f} px, landmark difference mean {err.mean():.2f} px, max {err.max():.2f}")
+    assert face < 0.2 * 720 and err.mean() < 0.03 * face
+    monkeypatch.setattr(lm._Fallback, "__call__", lambda self, frame: None)
+    with pytest.raises(TrackingError, match="no face found"):
+        lm.detect_landmarks([far], 1, static=True, progress=False)
