@@ -133,3 +133,23 @@ def test_capture_whose_head_box_exceeds_the_frame_is_cropped_inside_it():
     _, uv = _landmarks_uv(close, [close.camera] * len(close))
     _, uv_crop = _landmarks_uv(close, crop.cameras)
     assert np.abs(uv_crop - ((uv + 0.5 - [x0, y0]) * 128 / side - 0.5)).max() < 1e-4
+
+
+@pytest.mark.parametrize("box, size", [((37.3, 21.7, 300.0), 100), ((-20.5, 10.25, 150.0), 64),
+                                       ((50.0, 40.0, 80.0), 200)])
+def test_crop_image_geometry_and_antialiasing(box, size):
+    """Where a blob lands (against the crop map u' = (u + 0.5 - x0) * size / side - 0.5), shrinking,
+    enlarging, a box partly outside; and a shrinking crop of 1-px stripes is their average (area
+    resampling), not an aliased pattern."""
+    yy, xx = np.mgrid[0:400, 0:400]
+    u, v = 90.3, 81.6  # well inside every box
+    blob = np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * 6.0**2)).astype(np.float32)
+    crop = crop_image(blob, np.array(box), size)
+    cy, cx = np.mgrid[0:size, 0:size]
+    centroid = np.array([(crop * cx).sum(), (crop * cy).sum()]) / crop.sum()
+    x0, y0, side = box
+    np.testing.assert_allclose(centroid, (np.array([u, v]) + 0.5 - [x0, y0]) * size / side - 0.5, atol=0.1)
+    if size < side:
+        stripes = ((xx + yy) % 2 * 255).astype(np.uint8)
+        inner = crop_image(stripes, np.array([40.0, 30.0, side]), size)[2:-2, 2:-2].astype(float)  # box inside
+        assert abs(inner.mean() - 127.5) < 3 and inner.std() < 10, (inner.mean(), inner.std())

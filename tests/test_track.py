@@ -196,7 +196,7 @@ def test_uncrop_points_inverts_crop_image(box, size):
     from liftdata.track.landmarks import uncrop_points
 
     yy, xx = np.mgrid[0:200, 0:300]
-    frame = np.exp(-((xx - 62.3) ** 2 + (yy - 81.6) ** 2) / (2 * 6.0**2)).astype(np.float32)  # pixel centres at integers
+    frame = np.exp(-((xx - 62.3) ** 2 + (yy - 81.6) ** 2) / (2 * 6.0**2)).astype(np.float32)  # centres at integers
     crop = crop_image(frame, np.array(box), size, cv2.INTER_LINEAR)
     yy, xx = np.mgrid[0:size, 0:size]
     centroid = np.array([(crop * xx).sum(), (crop * yy).sum()]) / crop.sum()

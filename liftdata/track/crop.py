@@ -68,15 +68,24 @@ def crop_image(image: np.ndarray, box: np.ndarray, size: int, interpolation: int
     """Resample `box` = (x0, y0, side) of `image` [H, W, ...] to `size` x `size` (black outside).
 
     A box inside the image takes its edge pixels as they are: an upsampling interpolates the outer
-    half pixel against a copy of the edge (replicated), not against black."""
+    half pixel against a copy of the edge (replicated), not against black. A shrinking crop (size <
+    side; default `interpolation`) is area-averaged: the image is first resized by about
+    size / side with `cv2.INTER_AREA` (which `cv2.warpAffine` does not do: it would sample
+    bilinearly and alias hair and skin texture), then warped by the remaining near-1 scale.
+    """
     x0, y0, side = (float(v) for v in box)
     s = size / side
-    warp = np.float32([[s, 0, s * (0.5 - x0) - 0.5], [0, s, s * (0.5 - y0) - 0.5]])  # the same map as K'
-    flags = interpolation if interpolation is not None else (cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     tol = 1e-6 * max(side, 1.0)
     inside = x0 >= -tol and y0 >= -tol and x0 + side <= w + tol and y0 + side <= h + tol
-    return cv2.warpAffine(np.ascontiguousarray(image), warp, (size, size), flags=flags,
+    image, sx, sy = np.ascontiguousarray(image), 1.0, 1.0
+    if interpolation is None and s < 1:  # area pre-shrink; (sx, sy): its exact per-axis ratios
+        small = (max(1, round(w * s)), max(1, round(h * s)))
+        image, sx, sy = cv2.resize(image, small, interpolation=cv2.INTER_AREA), small[0] / w, small[1] / h
+    # crop pixel = s * (source edge coordinate - x0) - 0.5, with source edge coordinate = (u + 0.5) / sx
+    warp = np.float32([[s / sx, 0, s * (0.5 / sx - x0) - 0.5], [0, s / sy, s * (0.5 / sy - y0) - 0.5]])
+    flags = interpolation if interpolation is not None else cv2.INTER_LINEAR
+    return cv2.warpAffine(image, warp, (size, size), flags=flags,
                           borderMode=cv2.BORDER_REPLICATE if inside else cv2.BORDER_CONSTANT, borderValue=0)
 
 
