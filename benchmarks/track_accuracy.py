@@ -126,27 +126,24 @@ def main() -> None:
         t_fit += time.perf_counter() - t0
         fitted = Capture(blank, fit.kinematics, fit.camera, fit.identity, model, landmark_residual=fit.residual)
         row = {**tracking_errors(gt, fitted), **rotation_error_parts(gt, fitted)}
+
+        def arm(prefix: str, other) -> None:  # another fit of this seed, scored on the two target figures
+            errors = tracking_errors(gt, Capture(blank, other.kinematics, other.camera, other.identity, model))
+            row.update({f"{prefix}_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+
         if not args.landmarks_only:  # the same fit without the photometric stage (stages 1-3), this run
             t0 = time.perf_counter()
             lm = fit_landmarks(lmk, model, progress=False)
             t_landmarks += time.perf_counter() - t0
-            errors = tracking_errors(gt, Capture(blank, lm.kinematics, lm.camera, lm.identity, model))
-            row.update({f"landmarks_only_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+            arm("landmarks_only", lm)
         if args.exposure_drift and not args.landmarks_only:  # the photometric stage without per-frame gain
-            fixed = fit_landmarks(lmk, model, FitConfig(photometric_gain=False), progress=False, frames=frames)
-            errors = tracking_errors(gt, Capture(blank, fixed.kinematics, fixed.camera, fixed.identity, model))
-            row.update({f"fixed_gain_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+            arm("fixed_gain", fit_landmarks(lmk, model, FitConfig(photometric_gain=False), progress=False,
+                                            frames=frames))
         if args.oracle:
-            exact = fit_landmarks(_exact_landmarks(gt, lmk), model, progress=False)
-            oracle = Capture(blank, exact.kinematics, exact.camera, exact.identity, model,
-                             landmark_residual=exact.residual)
-            errors = tracking_errors(gt, oracle)
-            row.update({f"oracle_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+            arm("oracle", fit_landmarks(_exact_landmarks(gt, lmk), model, progress=False))
         if args.oracle_identity:  # the same landmarks and frames, the subject's true shape held fixed
-            known = fit_landmarks(lmk, model, progress=False, frames=None if args.landmarks_only else frames,
-                                  identity=identity)
-            errors = tracking_errors(gt, Capture(blank, known.kinematics, known.camera, known.identity, model))
-            row.update({f"oracle_identity_{k}": errors[k] for k in ("rotation_relative_deg", "expression_mae")})
+            arm("oracle_identity", fit_landmarks(lmk, model, progress=False, identity=identity,
+                                                 frames=None if args.landmarks_only else frames))
         rows[seed] = {k: round(v, 4) for k, v in row.items()}
     keys = list(next(iter(rows.values())))
     summary = {f"{k}_{agg}": round(float(fn([r[k] for r in rows.values()])), 4)

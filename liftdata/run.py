@@ -151,18 +151,17 @@ def preflight(config: ExpandConfig, *, overwrite: bool = False) -> Prepared:
 
 def _check_lifter_fits(config: ExpandConfig, lifter: Any, head_model: Any) -> None:
     """A trained lifter reads one head model's coefficients: refuse another before tracking."""
-    want = getattr(getattr(getattr(lifter, "pipeline", None), "transformer", None), "config", None)
-    if want is None:  # the warp lifter: any head model
+    if config.lifter != "liftavatar":  # the warp lifter: any head model
         return
     from liftdata.head import load_head_model
     from liftdata.lifters.liftavatar import coefficient_dim
 
     model = head_model if head_model is not None else load_head_model("builtin")  # synthetic inputs: builtin
-    got = coefficient_dim(model.n_expression)
-    if got != want.coefficient_dim:
-        raise ConfigError(f"checkpoint: {config.checkpoint} reads {want.coefficient_dim} coefficients per frame, the "
-                          f"head model {model.name} ({model.n_expression} expressions) gives {got}; use the head "
-                          f"model it was trained with")
+    want, got = lifter.pipeline.transformer.config.coefficient_dim, coefficient_dim(model.n_expression)
+    if got != want:
+        raise ConfigError(f"checkpoint: {config.checkpoint} reads {want} coefficients per frame, the head model "
+                          f"{model.name} ({model.n_expression} expressions) gives {got}; use the head model it was "
+                          f"trained with")
 
 
 def _check_files(config: ExpandConfig) -> None:

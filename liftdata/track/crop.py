@@ -118,12 +118,12 @@ def crop_boxes(face_uv: np.ndarray,  # [T, L, 2] projected face landmarks (pixel
         c = np.median(centre[idx], 0) - [0, cfg.raise_ * s]
         reach = np.abs(np.concatenate([lo[idx] - c, hi[idx] - c])).max()  # farthest face-box edge
         side = max(cfg.scale * s, 2 * cfg.margin * reach)
+        inside = cfg.inside and frame is not None  # the image spans edges [0, width] x [0, height]
+        if inside:
+            side = min(side, *frame)
         x0, y0 = c[0] - side / 2 + 0.5, c[1] - side / 2 + 0.5  # box edges; pixel centres at integers
-        if cfg.inside and frame is not None:  # the image spans edges [0, width] x [0, height]
-            width, height = frame
-            side = min(side, width, height)
-            x0, y0 = c[0] - side / 2 + 0.5, c[1] - side / 2 + 0.5
-            x0, y0 = min(max(x0, 0.0), width - side), min(max(y0, 0.0), height - side)
+        if inside:
+            x0, y0 = min(max(x0, 0.0), frame[0] - side), min(max(y0, 0.0), frame[1] - side)
         boxes[members] = [x0, y0, side]
     return boxes
 

@@ -30,8 +30,9 @@ Stages: (1) rigid init: per-frame PnP against the neutral template (OpenCV), neu
 (2) rigid refine of pose and focal; (3) all unknowns jointly over the whole clip (the "global
 passes": every Adam step sees every frame); (4) when the frames are given, a photometric term
 (`liftdata.track.photometric`) joins the energy and the head pose is refined against the face's
-own texture (mediapipe's landmarks carry a smooth pose-dependent error that the image does not). Frames without a face are excluded from the landmark
-term; they are initialised by linear interpolation and then held by the temporal terms.
+own texture (mediapipe's landmarks carry a smooth pose-dependent error that the image does not).
+Frames without a face are excluded from the landmark term; they are initialised by linear
+interpolation and then held by the temporal terms.
 """
 
 from __future__ import annotations
@@ -222,7 +223,8 @@ def _rigid_init(template_lmk: np.ndarray, points: np.ndarray, found: np.ndarray,
 class _Energy:
     """The fitting energy of one clip (see the module docstring); `__call__(params) -> terms`."""
 
-    def __init__(self, model: HeadModel, lmk: Landmarks, cfg: FitConfig, starts: np.ndarray | None = None):
+    def __init__(self, model: HeadModel, lmk: Landmarks, cfg: FitConfig, starts: np.ndarray | None = None,
+                 fixed_identity: bool = False):
         self.model, self.cfg = model, cfg
         new = np.zeros(len(lmk.found), bool) if starts is None else np.asarray(starts, bool)
         self.pairs = torch.as_tensor(~new[1:], dtype=torch.float32)  # (t-1, t) inside one segment
@@ -232,6 +234,7 @@ class _Energy:
         mp_index = np.asarray(model.landmark_mediapipe_index)
         if self.fast is not None:
             mp_index = mp_index[self.fast.order]  # builtin landmarks are its vertices, permuted
+            self._unorder = torch.as_tensor(np.argsort(self.fast.order))  # fast order -> model order
         weights = np.full(len(mp_index), cfg.other_weight, np.float32)
         weights[np.isin(mp_index, LIPS)] = cfg.lips_weight
         weights[np.isin(mp_index, EYES)] = cfg.eyes_weight
@@ -250,7 +253,7 @@ class _Energy:
         self.sparse = bool((self.lower >= 0).all()) and cfg.expression_sparsity > 0
         self.uses_jaw_eyes = not isinstance(model, BuiltinHeadModel)
         self.offsets = model.neutral_identity().ndim == 2  # builtin-style template offsets
-        self.fixed_identity = False  # set by fit_landmarks(identity=...)
+        self.fixed_identity = fixed_identity  # fit_landmarks(identity=...): held as given
         if self.offsets:
             self.laplacian = mesh_laplacian(np.asarray(model.faces), model.neutral_identity().shape[0])
             with torch.no_grad():
@@ -273,8 +276,6 @@ class _Energy:
 
     def vertices(self, p: dict[str, torch.Tensor]) -> torch.Tensor:  # [T, V, 3] world, model order
         if self.fast is not None:
-            if not hasattr(self, "_unorder"):
-                self._unorder = torch.as_tensor(np.argsort(self.fast.order))
             return self.fast(self.identity(p), p["expression"], p["rotation"], p["translation"])[:, self._unorder]
         return self.model.vertices(self.identity(p), self.kinematics_tensors(p))
 
@@ -370,22 +371,20 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
     if identity is not None and tuple(np.shape(identity)) != tuple(model.neutral_identity().shape):
         raise ValueError(f"identity: expected shape {list(model.neutral_identity().shape)} ({model.name}), "
                          f"got {list(np.shape(identity))}")
-    energy = _Energy(model, lmk, cfg, starts)
-    energy.fixed_identity = identity is not None
+    energy = _Energy(model, lmk, cfg, starts, fixed_identity=identity is not None)
     t = len(lmk.found)
     neutral = neutral_kinematics(model, 1)
+    f32 = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32).clone()  # noqa: E731
+    start = model.neutral_identity().float().clone() if identity is None else f32(identity)
     with torch.no_grad():
-        start = model.neutral_identity() if identity is None else torch.as_tensor(np.asarray(identity)).float()
         template = model.landmarks(model.vertices(start, neutral))[0].numpy()
     focal = 0.5 * lmk.height / math.tan(math.radians(cfg.fov_y_deg) / 2)
     rot, trans = _rigid_init(template, lmk.points[:, model.landmark_mediapipe_index], lmk.found, focal,
                              cfg.distance, lmk.width, lmk.height)
-    f32 = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float32).clone()  # noqa: E731
     params = {"rotation": f32(rot), "translation": f32(trans),
-              "expression": f32(np.repeat(neutral.expression, t, 0)),
-              "identity": model.neutral_identity().float().clone() if identity is None else f32(identity),
+              "expression": f32(np.repeat(neutral.expression, t, 0)), "identity": start,
               "log_focal": f32(math.log(focal))}
-    fixed = set() if identity is None else {"identity"}
+    fixed = {"identity"} if energy.fixed_identity else set()
     if energy.uses_jaw_eyes:
         params["jaw"], params["eyes"] = torch.zeros(t, 3), torch.zeros(t, 6)
     _adam(energy, params, ["rotation", "translation", "log_focal"], cfg.rigid_iters, cfg.lr, "fit (rigid)", progress)
@@ -393,12 +392,12 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
           "fit", progress)
     photo = None
     if frames is not None and cfg.photometric_iters > 0 and lmk.found.any():
-        photo = _photometric_stage(energy, params, frames, lmk, cfg, progress, fixed)
+        photo = _photometric_stage(energy, params, frames, lmk, cfg, progress)
     return _result(energy, params, model, lmk, photo)
 
 
 def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames, lmk: Landmarks, cfg: FitConfig,
-                       progress: bool, fixed: set[str] = frozenset()):
+                       progress: bool):
     """Stage 4: refine `cfg.photometric_unknowns` with E_photo added (see `liftdata.track.photometric`)."""
     from liftdata.track.photometric import PhotometricTerm
 
@@ -416,7 +415,7 @@ def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames,
     def e_photo(p: dict[str, torch.Tensor]) -> torch.Tensor:
         return cfg.photometric_weight * term(energy.vertices(p), focal, p["albedo"], p["light"])
 
-    unknowns = [n for n in cfg.photometric_unknowns if n in params and n not in fixed]
+    unknowns = [n for n in cfg.photometric_unknowns if n in params and not (n == "identity" and energy.fixed_identity)]
     _adam(energy, params, unknowns + ["albedo", "light"], cfg.photometric_iters, cfg.lr,
           "fit (photometric)", progress, extra=e_photo)
     residual = term.residual(energy.vertices(params), focal, params.pop("albedo"), params.pop("light"))

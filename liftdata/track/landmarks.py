@@ -92,9 +92,9 @@ class _Fallback:
         found = self.detector.process(frame).detections
         if not found:
             return None
-        box = max(found, key=lambda d: d.score[0]).location_data.relative_bounding_box
-        cx, cy = (box.xmin + box.width / 2) * w, (box.ymin + box.height / 2) * h  # in pixel edges
-        side = FALLBACK_SCALE * max(box.width * w, box.height * h)
+        rel = max(found, key=lambda d: d.score[0]).location_data.relative_bounding_box  # in [0, 1]
+        cx, cy = (rel.xmin + rel.width / 2) * w, (rel.ymin + rel.height / 2) * h  # in pixel edges
+        side = FALLBACK_SCALE * max(rel.width * w, rel.height * h)
         if side < 2:
             return None
         box = np.array([cx - side / 2, cy - side / 2, side])  # (x0, y0, side), as `track.crop` boxes
@@ -121,20 +121,22 @@ def detect_landmarks(frames: Iterable[np.ndarray], n_frames: int, static: bool =
     depth = np.full((n_frames, N_LANDMARKS), np.nan, np.float32)
     found = np.zeros(n_frames, bool)
     h = w = 0
-    fallback = None
-    with _face_mesh(static) as mesh:
-        for t, frame in enumerate(tqdm(frames, total=n_frames, desc="landmarks", disable=not progress)):
-            h, w = frame.shape[:2]
-            frame = np.ascontiguousarray(frame)
-            got = _mesh_points(mesh.process(frame), w, h)
-            if got is None:  # a face too small for FaceMesh's own detector, or none
-                fallback = fallback or _Fallback()
-                got = fallback(frame)
-            if got is not None:
-                points[t], depth[t] = got
-                found[t] = True
-    if fallback is not None:
-        fallback.close()
+    fallback = None  # made on the first frame FaceMesh misses
+    try:
+        with _face_mesh(static) as mesh:
+            for t, frame in enumerate(tqdm(frames, total=n_frames, desc="landmarks", disable=not progress)):
+                h, w = frame.shape[:2]
+                frame = np.ascontiguousarray(frame)
+                got = _mesh_points(mesh.process(frame), w, h)
+                if got is None:  # a face too small for FaceMesh's own detector, or none
+                    fallback = fallback or _Fallback()
+                    got = fallback(frame)
+                if got is not None:
+                    points[t], depth[t] = got
+                    found[t] = True
+    finally:
+        if fallback is not None:
+            fallback.close()
     if not found.any():
         raise TrackingError(f"{name}: no face found in any of its {n_frames} frame(s)")
     return Landmarks(points, depth, found, w, h)
