@@ -5,6 +5,7 @@ rope; causality checked by perturbing later frames.
 """
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -228,7 +229,7 @@ def test_pipeline_from_base_wan_checkpoint(tmp_path):
 
 
 # ---------------------------------------------------------------------- lifter
-def test_lifter_returns_uint8_frames_at_driving_size(tmp_path):
+def test_lifter_returns_uint8_frames_at_driving_size(tmp_path, capfd):
     from liftdata.head import load_head_model
     from liftdata.lifters.base import References, render_conditions
     from liftdata.lifters.liftavatar import coefficient_dim
@@ -248,6 +249,16 @@ def test_lifter_returns_uint8_frames_at_driving_size(tmp_path):
     frames = lifter.lift(refs, driving, seed=3)
     assert frames.shape == (6, 40, 40, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames, lifter.lift(refs, driving, seed=3))
+
+    # under an outer bar, as in expand, into a log (stderr not a terminal): no cursor-up escapes
+    from tqdm.auto import tqdm
+
+    capfd.readouterr()
+    with tqdm(total=1, file=sys.stderr) as outer:
+        lifter.lift(refs, driving, seed=3)
+        outer.update()
+    log = capfd.readouterr().err
+    assert "1/1" in log and "\x1b[A" not in log
 
     bad = LiftAvatarLifter(tiny_pipeline())  # coefficient_dim 7: another head model
     with pytest.raises(ValueError, match="coefficients"):

@@ -103,10 +103,18 @@ class FitConfig:
     #: Stage 4, photometric refinement (`liftdata.track.photometric`; runs when `fit_landmarks` is
     #: given the frames; 0 switches it off). Chosen on synthetic seeds 40-51 (weights 100 / 200 /
     #: 300, 40-100 steps: relative rotation within a clip 1.3-1.6 deg, against 1.95 without).
-    #: Not adopted: 120 steps with a 10x identity step size gave 1.09 deg on those seeds (1.27 with
-    #: the defaults) but no gain on held-out seeds (60-71 / 80-91 / 120-131 / 140-151: 1.06 / 1.00 /
-    #: 1.11 / 0.92 against 1.05 / 1.01 / 1.09 / 0.92), at 1.5x the time.
-    photometric_iters: int = 80
+    #: Steps: the stage converges slowly (pose, shape and albedo move together). On seeds 40-51,
+    #: 80 / 160 / 240 / 320 / 480 steps: 1.27 / 1.13 / 1.00 / 0.90 / 0.78 deg mean (8 / 9 / 10 / 12 /
+    #: 12 of 12 within 1.5 deg); 320 is the first that meets the target on all of them, at ~3.6x the
+    #: stage's time of 80 steps (~0.3 s per frame on one core). Held out (60-71 / 80-91 / 120-131 /
+    #: 140-151, and 160-171 never looked at before): 80 -> 320 steps 1.05 -> 0.93, 1.01 -> 0.73,
+    #: 1.09 -> 0.83, 0.92 -> 0.64, 1.21 -> 1.00 deg (52 -> 56 of 60 seeds within 1.5 deg);
+    #: `benchmarks/results/track_accuracy.json`. Not adopted: a step size 2x / 4x at 80 steps
+    #: (1.22 / 1.16 on 40-51); half the samples at 320 steps (0.98); 120 steps with a 10x identity
+    #: step (1.09 on 40-51, no gain held out); a term pulling the model's depth relief towards
+    #: mediapipe's per-landmark z (r = 0.9-0.98 with the true depth; up to a clip-constant scale):
+    #: 1.27 -> 1.17 on 40-51, held out 1.05 -> 1.03 and 1.09 -> 1.02, the same seeds within 1.5 deg.
+    photometric_iters: int = 320
     photometric_weight: float = 200.0  #: weight of E_photo (Charbonnier of colours in [0, 1])
     photometric_size: int = 160  #: working resolution of the face crop, pixels
     photometric_blur: float = 1.0  #: Gaussian sigma at that resolution, pixels

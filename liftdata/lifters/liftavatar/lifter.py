@@ -64,7 +64,9 @@ class LiftAvatarLifter:
     def __init__(self, pipeline: LiftAvatarPipeline, num_inference_steps: int = 30, guidance_scale: float = 1.0,
                  warp_blend: bool = True, clip_frames: int | None = None):
         self.pipeline = pipeline
-        pipeline.set_progress_bar_config(leave=False)  # per-clip step bars under expand's own bar
+        # per-clip step bars under expand's own bar; off when stderr is not a terminal (a log file),
+        # where a closing nested bar writes cursor-up escapes (ESC[A) into the log
+        pipeline.set_progress_bar_config(leave=False, disable=None)
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
         self.warp_blend = warp_blend
