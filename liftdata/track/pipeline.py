@@ -83,7 +83,7 @@ def track_frames(frames, head_model: str | HeadModel = "builtin", *, static: boo
         min_face_px: raise `TrackingError` when the kept face is narrower (median, pixels).
         tracking: "photometric" (default): the landmark fit is refined against the frames (head
             pose, expression and identity; `FitConfig.photometric_*`); "landmarks": the landmark
-            fit alone (~15x faster fit, less accurate head rotation).
+            fit alone (~50x faster fit, less accurate head rotation).
     The capture holds the kept frames only; `extra["tracking"]["source_frames"]` maps them to
     the input, `extra["segments"]` says what was dropped. Temporal terms of the fit never cross a
     shot cut or a change of face.
