@@ -113,7 +113,7 @@ class FitConfig:
     #: (1.22 / 1.16 on 40-51); half the samples at 320 steps (0.98); 120 steps with a 10x identity
     #: step (1.09 on 40-51, no gain held out); a term pulling the model's depth relief towards
     #: mediapipe's per-landmark z (r = 0.9-0.98 with the true depth; up to a clip-constant scale):
-    #: 1.27 -> 1.17 on 40-51, held out 1.05 -> 1.03 and 1.09 -> 1.02, the same seeds within 1.5 deg.
+    #: 1.27 -> 1.17 on 40-51, held out 1.05 -> 1.03 and 1.09 -> 1.02, as many seeds within 1.5 deg.
     photometric_iters: int = 320
     photometric_weight: float = 200.0  #: weight of E_photo (Charbonnier of colours in [0, 1])
     photometric_size: int = 160  #: working resolution of the face crop, pixels
@@ -262,6 +262,7 @@ class _Energy:
         self.uses_jaw_eyes = not isinstance(model, BuiltinHeadModel)
         self.offsets = model.neutral_identity().ndim == 2  # builtin-style template offsets
         self.fixed_identity = fixed_identity  # fit_landmarks(identity=...): held as given
+        self.frozen = {"identity"} if fixed_identity else set()  # unknowns no stage moves
         if self.offsets:
             self.laplacian = mesh_laplacian(np.asarray(model.faces), model.neutral_identity().shape[0])
             with torch.no_grad():
@@ -368,8 +369,9 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
 
     `identity`: a known identity (e.g. an earlier fit of the same person), held fixed as given
     (its rigid part is not removed); default: fitted. On synthetic subjects the true identity
-    lowers the relative rotation within a clip from 1.27 / 1.05 / 1.01 / 1.09 / 0.92 to 0.83 / 0.92
-    / 0.94 / 1.06 / 0.83 deg mean (seeds 40-51 / 60-71 / 80-91 / 120-131 / 140-151;
+    lowers the relative rotation within a clip from 0.90 / 0.93 / 0.73 / 0.83 / 0.64 / 1.00 to 0.56 /
+    0.69 / 0.64 / 0.69 / 0.54 / 0.62 deg mean (seeds 40-51 / 60-71 / 80-91 / 120-131 / 140-151 /
+    160-171;
     `benchmarks/track_accuracy.py --oracle-identity`): part of the rotation error left is the
     fitted head's shape, which the pose compensates.
     """
@@ -392,12 +394,11 @@ def fit_landmarks(lmk: Landmarks, model: HeadModel, cfg: FitConfig | None = None
     params = {"rotation": f32(rot), "translation": f32(trans),
               "expression": f32(np.repeat(neutral.expression, t, 0)), "identity": start,
               "log_focal": f32(math.log(focal))}
-    fixed = {"identity"} if energy.fixed_identity else set()
     if energy.uses_jaw_eyes:
         params["jaw"], params["eyes"] = torch.zeros(t, 3), torch.zeros(t, 6)
     _adam(energy, params, ["rotation", "translation", "log_focal"], cfg.rigid_iters, cfg.lr, "fit (rigid)", progress)
-    _adam(energy, params, [n for n in params if n not in fixed | {"log_focal"}] + ["log_focal"], cfg.iters, cfg.lr,
-          "fit", progress)
+    moving = [n for n in params if n not in energy.frozen | {"log_focal"}] + ["log_focal"]
+    _adam(energy, params, moving, cfg.iters, cfg.lr, "fit", progress)
     photo = None
     if frames is not None and cfg.photometric_iters > 0 and lmk.found.any():
         photo = _photometric_stage(energy, params, frames, lmk, cfg, progress)
@@ -423,7 +424,7 @@ def _photometric_stage(energy: _Energy, params: dict[str, torch.Tensor], frames,
     def e_photo(p: dict[str, torch.Tensor]) -> torch.Tensor:
         return cfg.photometric_weight * term(energy.vertices(p), focal, p["albedo"], p["light"])
 
-    unknowns = [n for n in cfg.photometric_unknowns if n in params and not (n == "identity" and energy.fixed_identity)]
+    unknowns = [n for n in cfg.photometric_unknowns if n in params and n not in energy.frozen]
     _adam(energy, params, unknowns + ["albedo", "light"], cfg.photometric_iters, cfg.lr,
           "fit (photometric)", progress, extra=e_photo)
     residual = term.residual(energy.vertices(params), focal, params.pop("albedo"), params.pop("light"))
