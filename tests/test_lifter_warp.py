@@ -211,6 +211,31 @@ def test_closed_mesh_has_no_holes(model):
     assert (mesh.hole_of_face[:len(faces)] == -1).all() and set(mesh.hole_of_face[len(faces):]) == {0, 1, 2}
 
 
+def test_closed_mesh_caps_are_wound_like_the_surface(model, subject):
+    """An orientable closed mesh uses every shared edge once in each direction; a cap wound the
+    wrong way round repeats its rim edges' direction and its normal points into the head."""
+    faces = np.asarray(model.faces)
+    mesh = ops.close_holes(faces, model.n_vertices)
+    edges = np.concatenate([mesh.faces[:, [0, 1]], mesh.faces[:, [1, 2]], mesh.faces[:, [2, 0]]])
+    directed, counts = np.unique(edges, axis=0, return_counts=True)
+    assert counts.max() == 1  # no directed edge twice
+    reverse = {tuple(e) for e in directed[:, ::-1]}
+    shared = [tuple(e) for e in directed if tuple(e) in reverse]
+    assert len(shared) == len(directed) - len(boundary_loops(mesh.faces)[0])  # all but the outer rim
+    # the eye caps of a frontal open-eyed face look at the camera (as the skin around them does)
+    refs = subject.references([0])
+    world = mesh.vertices(refs.conditions.vertices.double().numpy())
+    front = ops.frontality(ops.to_camera(world, refs.conditions.camera), mesh.faces)[0]
+    eyes = _eye_holes(mesh, model)
+    assert (front[mesh.n_open + np.array(eyes)] > 0.8).all()
+
+
+def _eye_holes(mesh, model) -> list[int]:
+    """The two openings highest on the template (the third, lowest, is the mouth)."""
+    height = [float(np.asarray(model.template)[loop, 1].mean()) for loop in mesh.loops]
+    return [int(h) for h in np.argsort(height)[-2:]]
+
+
 def test_hole_references_pick_the_closest_opening():
     ref_areas = np.array([[0.0, 1.0], [2.0, 1.0], [5.0, 1.1]])  # [K=3, L=2]
     drv_areas = np.array([[1.8, 1.0], [6.0, 0.0], [40.0, 1.0]])
@@ -236,6 +261,12 @@ def test_confidence_is_high_on_own_kinematics_and_zero_in_an_unseen_open_mouth(m
     own = WarpLifter().lift_detailed(refs, subject.driving(subject.kinematics[[0]]))
     face = refs.conditions.maps["mask"][0, ..., 0].numpy() > 0
     assert own.confidence[0][face].mean() > 0.9 and own.quality["pose_distance_deg"][0] < 1e-3
+    # the open eyes are seen as they are: confident on their caps too (not only on the skin)
+    closed = ops.close_holes(np.asarray(refs.conditions.faces), model.n_vertices)
+    hole = _rasterize_closed(closed, subject.driving(subject.kinematics[[0]]))
+    hole_id = np.where(hole.mask[0].numpy(), closed.hole_of_face[hole.face_id[0].numpy()], -1)
+    eyes = np.isin(hole_id, _eye_holes(closed, model))
+    assert eyes.sum() > 10 and own.confidence[0][eyes].mean() > 0.9
     driving = subject.driving(kin(model, jawOpen=0.8))
     jaw = WarpLifter().lift_detailed(refs, driving)
     mesh = ops.close_holes(np.asarray(driving.faces), model.n_vertices)

@@ -59,12 +59,16 @@ class ClosedMesh:
 
 def close_holes(faces: np.ndarray, n_vertices: int, proxy: Any = None) -> ClosedMesh:
     """Fan-triangulate every inner boundary loop (all but the longest loop, the outer rim); append
-    the proxy's triangles (its vertex indices moved past the hole centres) when one is given."""
+    the proxy's triangles (its vertex indices moved past the hole centres) when one is given.
+
+    A loop follows its triangles' own edge direction, so each fan triangle runs that edge backwards:
+    the caps are wound like the surface around them and their normals point outwards (frontality,
+    and the rim vertices' normals, depend on it)."""
     loops = tuple(boundary_loops(np.asarray(faces))[1:])
     fans, owner = [np.asarray(faces, np.int64)], [np.full(len(faces), -1)]
     for h, loop in enumerate(loops):
         centre = n_vertices + h
-        fans.append(np.stack([loop, np.roll(loop, -1), np.full(len(loop), centre)], 1))
+        fans.append(np.stack([np.roll(loop, -1), loop, np.full(len(loop), centre)], 1))
         owner.append(np.full(len(loop), h))
     if proxy is not None:
         pf = np.asarray(proxy.faces, np.int64)
