@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = ROOT / "recipes" / "lifter" / "liftavatar-pixel-128.yaml"
 HARD_CASES, EASY_CASES = ("jaw", "yaw30", "yaw40"), ("yaw10", "smile")
 TARGET_HARD_DB, TARGET_EASY_DB = 3.0, -1.0
+WARP_SOURCES = ("warp.py", "_warp_ops.py")  #: the warp lifter's code, hashed into every report
 METRICS = ("psnr", "ssim", "psnr_clip", "ssim_clip", "temporal")
 
 
@@ -182,6 +183,8 @@ def main(argv=None) -> dict:
         seconds[name] = round(time.time() - tic, 1)
     table = per_case(results, args.cases)
     warp_src = (ROOT / "liftdata" / "lifters" / "warp.py").read_bytes()
+    # the warp lifter is two files (its array helpers changed without warp.py: the cap fix)
+    warp_all = b"".join((ROOT / "liftdata" / "lifters" / name).read_bytes() for name in WARP_SOURCES)
     report = {
         "benchmark": "lifter_quality", "cases": table, "targets": targets(table), "lpips": lpips_name or lpips_note,
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
@@ -190,7 +193,8 @@ def main(argv=None) -> dict:
                        "inference_steps": lifter.num_inference_steps, "guidance_scale": lifter.guidance_scale,
                        "clip_frames": lifter.clip_frames,
                        "warp_blend": lifter.warp_blend, "seconds": seconds,
-                       "warp_py_sha256": hashlib.sha256(warp_src).hexdigest()[:16]},
+                       "warp_py_sha256": hashlib.sha256(warp_src).hexdigest()[:16],
+                       "warp_sources_sha256": hashlib.sha256(warp_all).hexdigest()[:16]},
         "train_seconds_this_run": round(t_train, 1), "quick": args.quick,
         "hardware": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(),
