@@ -114,6 +114,12 @@ class FitConfig:
     #: step (1.09 on 40-51, no gain held out); a term pulling the model's depth relief towards
     #: mediapipe's per-landmark z (r = 0.9-0.98 with the true depth; up to a clip-constant scale):
     #: 1.27 -> 1.17 on 40-51, held out 1.05 -> 1.03 and 1.09 -> 1.02, as many seeds within 1.5 deg.
+    #: What is left on the seeds that miss (69, 70, 166: 1.6-1.7 deg) is a gain, not noise: the fit
+    #: turns the head 18-28% too far (slope of fitted vs true yaw/pitch; 0.2-0.4 deg rms around it)
+    #: on a face 15-17% flatter than the truth (depth extent / width), already after the landmark
+    #: stage: less depth relief needs more rotation for the same 2D motion. Tried on 40-51 at 320
+    #: steps (0.90 deg): the identity Laplacian / magnitude prior x1/3 and x3 (0.88-0.92), a prior on
+    #: the identity's depth offsets alone (3e3 to 3e6: 0.88-0.96), the oval weight 0.1 / 0 (0.94 / 0.96).
     photometric_iters: int = 320
     photometric_weight: float = 200.0  #: weight of E_photo (Charbonnier of colours in [0, 1])
     photometric_size: int = 160  #: working resolution of the face crop, pixels
