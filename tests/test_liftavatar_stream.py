@@ -100,9 +100,13 @@ def test_two_processes_train_on_disjoint_shards(dataset, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "--log-dir", str(logs), "--redirects", "3",
            "-m", "liftdata.cli", "train-lifter", str(tmp_path / "cfg.yaml")]
-    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    ranks = "".join(f"\n--- {f.relative_to(logs)}\n{f.read_text()[-4000:]}" for f in sorted(logs.rglob("std*.log")))
-    assert run.returncode == 0, run.stderr[-2000:] + ranks
+    ranks = lambda: "".join(f"\n--- {f.relative_to(logs)}\n{f.read_text()[-4000:]}"  # noqa: E731
+                            for f in sorted(logs.rglob("std*.log")))
+    try:
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"torchrun did not finish in {e.timeout} s" + ranks()) from None
+    assert run.returncode == 0, run.stderr[-2000:] + ranks()
     read = [set(json.loads((tmp_path / "run" / f"stream-rank{r}.json").read_text())) for r in range(2)]
     assert read[0] and read[1] and not read[0] & read[1]
     assert read[0] | read[1] <= {u.path for u in list_units([str(dataset)])}

@@ -436,6 +436,11 @@ def train(cfg: TrainConfig, data: list | None = None) -> TrainResult:
         (final / "training_log.json").write_text(json.dumps({"steps": start + len(losses), "losses": losses,
                                                              "step_seconds": step_seconds,
                                                              "learning_rates": rates}))
+    # Ranks leave together and close their process group: a rank that exits with gloo's threads
+    # still running can die in teardown ("terminate called without an active exception", SIGABRT)
+    # after its work is done.
+    acc.wait_for_everyone()
+    acc.end_training()
     return TrainResult(losses, final, start + len(losses), step_seconds, rates)
 
 
