@@ -117,7 +117,10 @@ class FitConfig:
     #: What is left on the seeds that miss (69, 70, 166: 1.6-1.7 deg) is a gain, not noise: the fit
     #: turns the head 18-28% too far (slope of fitted vs true yaw/pitch; 0.2-0.4 deg rms around it)
     #: on a face 15-17% flatter than the truth (depth extent / width), already after the landmark
-    #: stage: less depth relief needs more rotation for the same 2D motion. Tried on 40-51 at 320
+    #: stage: less depth relief needs more rotation for the same 2D motion. The landmarks do not
+    #: observe the relief: fitted to exact landmarks it stays at the template's (0.71-0.75 for true
+    #: 0.67-0.80, seeds 60-62, 69, 70, 166), and mediapipe's landmarks pull it to 0.66-0.68 on every
+    #: one of those seeds (a detector bias towards a flatter face). Tried on 40-51 at 320
     #: steps (0.90 deg): the identity Laplacian / magnitude prior x1/3 and x3 (0.88-0.92), a prior on
     #: the identity's depth offsets alone (3e3 to 3e6: 0.88-0.96), the oval weight 0.1 / 0 (0.94 / 0.96).
     photometric_iters: int = 320
