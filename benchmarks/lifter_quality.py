@@ -182,9 +182,9 @@ def main(argv=None) -> dict:
                                        lpips=lpips)
         seconds[name] = round(time.time() - tic, 1)
     table = per_case(results, args.cases)
-    warp_src = (ROOT / "liftdata" / "lifters" / "warp.py").read_bytes()
-    # the warp lifter is two files (its array helpers changed without warp.py: the cap fix)
-    warp_all = b"".join((ROOT / "liftdata" / "lifters" / name).read_bytes() for name in WARP_SOURCES)
+    # the warp lifter is two files (its array helpers changed without warp.py: the cap fix);
+    # warp.py's own hash stays for comparison with earlier reports
+    warp_src = {name: (ROOT / "liftdata" / "lifters" / name).read_bytes() for name in WARP_SOURCES}
     report = {
         "benchmark": "lifter_quality", "cases": table, "targets": targets(table), "lpips": lpips_name or lpips_note,
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
@@ -193,8 +193,8 @@ def main(argv=None) -> dict:
                        "inference_steps": lifter.num_inference_steps, "guidance_scale": lifter.guidance_scale,
                        "clip_frames": lifter.clip_frames,
                        "warp_blend": lifter.warp_blend, "seconds": seconds,
-                       "warp_py_sha256": hashlib.sha256(warp_src).hexdigest()[:16],
-                       "warp_sources_sha256": hashlib.sha256(warp_all).hexdigest()[:16]},
+                       "warp_py_sha256": hashlib.sha256(warp_src["warp.py"]).hexdigest()[:16],
+                       "warp_sources_sha256": hashlib.sha256(b"".join(warp_src.values())).hexdigest()[:16]},
         "train_seconds_this_run": round(t_train, 1), "quick": args.quick,
         "hardware": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                      "torch_threads": torch.get_num_threads(),

@@ -270,8 +270,8 @@ class _Energy:
         self.sparse = bool((self.lower >= 0).all()) and cfg.expression_sparsity > 0
         self.uses_jaw_eyes = not isinstance(model, BuiltinHeadModel)
         self.offsets = model.neutral_identity().ndim == 2  # builtin-style template offsets
-        self.fixed_identity = fixed_identity  # fit_landmarks(identity=...): held as given
-        self.frozen = {"identity"} if fixed_identity else set()  # unknowns no stage moves
+        # unknowns no stage moves; fit_landmarks(identity=...): the identity, held as given
+        self.frozen = {"identity"} if fixed_identity else set()
         if self.offsets:
             self.laplacian = mesh_laplacian(np.asarray(model.faces), model.neutral_identity().shape[0])
             with torch.no_grad():
@@ -280,9 +280,9 @@ class _Energy:
 
     def identity(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
         """The identity without its rigid part (template offsets) or as is (betas; or a known
-        identity held fixed, `fixed_identity`: no gauge freedom to remove)."""
+        identity held fixed, in `frozen`: no gauge freedom to remove)."""
         x = p["identity"]
-        if not self.offsets or self.fixed_identity:
+        if not self.offsets or "identity" in self.frozen:
             return x
         flat = x.reshape(-1)
         return (flat - self.rigid @ (self.rigid.T @ flat)).reshape(x.shape)
