@@ -14,7 +14,11 @@ Stages:
      head-mask PSNR / SSIM of the case's target frame and of the whole clip, the temporal error
      (frame-to-frame changes vs the ground truth's), and masked LPIPS when its weights are on disk
      (`--lpips-weights`; otherwise the report's "lpips" says why it was skipped);
-  3. the autoencoder's own reconstruction PSNR of the ground-truth frames (the ceiling of any
+  3. where the error is (`headroom`, LiftAvatar's target frames): the share of the head area where
+     the warp's confidence is < 0.5, the share of the warp's and of LiftAvatar's squared error that
+     lies there, and the ceiling of any lifter that keeps the warp where it is confident: the gain
+     over the warp if the low-confidence pixels were exactly right;
+  4. the autoencoder's own reconstruction PSNR of the ground-truth frames (the ceiling of any
      latent lifter; `null` with "exact": true for the lossless pixel-space autoencoder).
 
 Prints ONE JSON line; --out also writes it (commit it only from a real run).
@@ -42,6 +46,7 @@ import torch
 from liftdata.eval.lifter_cases import CASES, evaluate_cases
 from liftdata.eval.report import lpips_network
 from liftdata.lifters.liftavatar import LiftAvatarLifter
+from liftdata.lifters.liftavatar.guidance import warp_guidance
 from liftdata.lifters.warp import WarpLifter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +75,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--references", type=int, default=1, help="K at evaluation (1 = one frontal neutral frame)")
     p.add_argument("--inference-steps", type=int,
                    help="sampling steps (default: the checkpoint's lifter_config.json, else the lifter's 30)")
+    p.add_argument("--num-samples", type=int,
+                   help="samples averaged per frame (default: the checkpoint's lifter_config.json, else 1)")
     p.add_argument("--quick", action="store_true", help="tiny training and evaluation (smoke run, numbers meaningless)")
     p.add_argument("--workdir", default="/tmp/lifter_quality")
     p.add_argument("--out")
@@ -109,6 +116,26 @@ def autoencoder_reconstruction(pipeline, seeds: list[int], size: int) -> dict:
                                  mask).mean()))
     return {"kind": type(pipeline.vae).__name__, "exact": exact,
             "reconstruction_psnr": None if exact else float(np.mean(values))}
+
+
+HEADROOM_CONFIDENCE = 0.5  #: "low confidence": the warp's confidence below this (its blend weight)
+
+
+def headroom(lifted: np.ndarray, warp: np.ndarray, confidence: np.ndarray, truth: np.ndarray,
+             mask: np.ndarray) -> dict[str, float]:
+    """Where the squared error of one frame ([H, W, 3] uint8 images, [H, W] confidence and bool mask) is.
+
+    low_area: the share of the mask where confidence < HEADROOM_CONFIDENCE; warp_error_low /
+    lifted_error_low: the share of each one's squared error inside the mask that lies there;
+    ceiling_db: the PSNR gain over the warp of the warp with those pixels set to the truth.
+    """
+    err = lambda x: ((x.astype(np.float64) - truth.astype(np.float64)) ** 2).mean(-1)[mask]  # noqa: E731
+    low = confidence[mask] < HEADROOM_CONFIDENCE
+    ew, el = err(warp), err(lifted)
+    share = lambda e: float(e[low].sum() / e.sum()) if e.sum() > 0 else 0.0  # noqa: E731
+    rest = ew[~low].sum()
+    return {"low_area": float(low.mean()), "warp_error_low": share(ew), "lifted_error_low": share(el),
+            "ceiling_db": float(10 * np.log10(ew.sum() / rest)) if rest > 0 else float("inf")}
 
 
 def per_case(results: dict[str, dict], cases: list[str]) -> dict:
@@ -163,6 +190,8 @@ def main(argv=None) -> dict:
     checkpoint = Path(args.checkpoint) if args.checkpoint else train_checkpoint(args)
     t_train = time.time() - t0
     steps = {} if args.inference_steps is None else {"num_inference_steps": args.inference_steps}
+    if args.num_samples is not None:
+        steps["num_samples"] = args.num_samples
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lifter = LiftAvatarLifter.from_pretrained(checkpoint, device=device, **steps)
     trained = checkpoint / "training_config.json"
@@ -172,16 +201,28 @@ def main(argv=None) -> dict:
     if lifter.pipeline.transformer.config.warp_guidance:
         methods["liftavatar_no_blend"] = LiftAvatarLifter(lifter.pipeline, lifter.num_inference_steps,
                                                           lifter.guidance_scale, warp_blend=False,
-                                                          clip_frames=lifter.clip_frames)
+                                                          clip_frames=lifter.clip_frames,
+                                                          num_samples=lifter.num_samples)
     lifter.pipeline.set_progress_bar_config(disable=True)
     lpips_name, lpips, lpips_note = lpips_network(args.lpips_backbone, args.lpips_weights)
-    results, seconds = {}, {}
+    results, seconds, rooms, skipped = {}, {}, {}, 0.0
+
+    def measure_headroom(case, seed, data, lifted):  # its own warp pass, not counted in the lifter's time
+        nonlocal skipped
+        t = time.time()
+        warp, confidence = warp_guidance(data.references, data.driving)
+        rooms.setdefault(case, []).append(headroom(lifted[-1], warp[-1], confidence[-1], data.truth[-1],
+                                                   data.mask[-1]))
+        skipped += time.time() - t
+
     for name, method in methods.items():
-        tic = time.time()
+        tic, skipped = time.time(), 0.0
         results[name] = evaluate_cases(method, seeds, size=size, cases=args.cases, references=args.references,
-                                       lpips=lpips)
-        seconds[name] = round(time.time() - tic, 1)
+                                       lpips=lpips, on_clip=measure_headroom if name == "liftavatar" else None)
+        seconds[name] = round(time.time() - tic - skipped, 1)
     table = per_case(results, args.cases)
+    for case, rows in rooms.items():
+        table[case]["headroom"] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     # the warp lifter is two files (its array helpers changed without warp.py: the cap fix);
     # warp.py's own hash stays for comparison with earlier reports
     warp_src = {name: (ROOT / "liftdata" / "lifters" / name).read_bytes() for name in WARP_SOURCES}
@@ -190,7 +231,8 @@ def main(argv=None) -> dict:
         "autoencoder": autoencoder_reconstruction(lifter.pipeline, seeds[:2], size),
         "checkpoint": str(checkpoint), "training": training_summary(checkpoint),
         "evaluation": {"seeds": seeds, "size": size, "references": args.references, "frames": 5,
-                       "inference_steps": lifter.num_inference_steps, "guidance_scale": lifter.guidance_scale,
+                       "inference_steps": lifter.num_inference_steps, "num_samples": lifter.num_samples,
+                       "guidance_scale": lifter.guidance_scale,
                        "clip_frames": lifter.clip_frames,
                        "warp_blend": lifter.warp_blend, "seconds": seconds,
                        "warp_py_sha256": hashlib.sha256(warp_src["warp.py"]).hexdigest()[:16],

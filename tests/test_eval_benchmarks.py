@@ -75,3 +75,27 @@ def test_expand_throughput_parts_do_the_work_expand_does(tmp_path):
     for a, b in zip(pipeline, by_parts):
         assert a.key == b.key and a.image == b.image and a.mask == b.mask and a.alpha == b.alpha
         assert a.meta["reference_keys"] == b.meta["reference_keys"]
+
+
+def test_lifter_quality_headroom_against_a_hand_computation():
+    """Left half at confidence 0, right half at 1, a constant error in each half and a masked-out
+    strip: the shares and the ceiling follow from the two errors alone."""
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("lifter_quality", ROOT / "benchmarks" / "lifter_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    truth = np.full((8, 10, 3), 100, np.uint8)
+    mask = np.ones((8, 10), bool)
+    mask[:, 8:] = False  # outside the head: its huge error must not count
+    confidence = np.zeros((8, 10), np.float32)
+    confidence[:, 4:] = 1.0
+    warp, lifted = truth.copy(), truth.copy()
+    warp[:, :4], warp[:, 4:8], warp[:, 8:] = 130, 110, 255  # error 30 where unsure, 10 where sure
+    lifted[:, :4], lifted[:, 4:8] = 120, 110  # 20 where unsure, the warp's 10 where sure
+    got = bench.headroom(lifted, warp, confidence, truth, mask)
+    assert np.isclose(got["low_area"], 0.5)
+    assert np.isclose(got["warp_error_low"], 900 / (900 + 100))
+    assert np.isclose(got["lifted_error_low"], 400 / (400 + 100))
+    assert np.isclose(got["ceiling_db"], 10 * np.log10((900 + 100) / 100))
+    assert bench.headroom(lifted, truth, confidence, truth, mask)["ceiling_db"] == float("inf")

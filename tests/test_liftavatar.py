@@ -250,6 +250,22 @@ def test_lifter_returns_uint8_frames_at_driving_size(tmp_path, capfd):
     assert frames.shape == (6, 40, 40, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames, lifter.lift(refs, driving, seed=3))
 
+    # num_samples=2: the mean of the single-sample lifts seeded 3 and _generator(3, 1); each single
+    # lift is rounded to 8 bits twice (model size 48 -> uint8 -> resized to 40 -> uint8), so the two
+    # paths agree within 2 levels; the two samples differ, so the mean is neither of them
+    from liftdata.lifters.liftavatar.lifter import _generator
+
+    second = lifter.lift(refs, driving, seed=_generator(3, 1).initial_seed()).astype(int)
+    assert np.abs(second - frames.astype(int)).max() > 4
+    lifter.num_samples = 2
+    mean = lifter.lift(refs, driving, seed=3).astype(int)
+    gap = np.abs(mean - (frames.astype(int) + second) / 2)
+    assert gap.max() <= 2 and gap.mean() < 0.2 * np.abs(second - frames.astype(int)).mean()
+    lifter.num_samples = 1
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="num_samples"):
+            LiftAvatarLifter(lifter.pipeline, num_samples=bad)
+
     # under an outer bar, as in expand, into a log (stderr not a terminal): no cursor-up escapes
     from tqdm.auto import tqdm
 

@@ -184,16 +184,17 @@ def test_lifter_config_sets_sampling_defaults_and_is_checked(tmp_path):
     folder = tmp_path / "p"
     tiny_pipeline("pixel").save_pretrained(folder)
     plain = LiftAvatarLifter.from_pretrained(folder, device="cpu")
-    assert (plain.num_inference_steps, plain.guidance_scale, plain.warp_blend) == (30, 1.0, True)
+    assert (plain.num_inference_steps, plain.guidance_scale, plain.warp_blend, plain.num_samples) == (30, 1.0, True, 1)
     (folder / "lifter_config.json").write_text(json.dumps({"num_inference_steps": 2, "guidance_scale": 3,
-                                                           "warp_blend": False}))
+                                                           "warp_blend": False, "num_samples": 3}))
     lifter = LiftAvatarLifter.from_pretrained(folder, device="cpu")
-    assert (lifter.num_inference_steps, lifter.guidance_scale, lifter.warp_blend) == (2, 3.0, False)
+    assert (lifter.num_inference_steps, lifter.guidance_scale, lifter.warp_blend, lifter.num_samples) == (2, 3.0, False, 3)
     assert isinstance(lifter.guidance_scale, float) and isinstance(lifter.num_inference_steps, int)
     assert LiftAvatarLifter.from_pretrained(folder, device="cpu", guidance_scale=1.5).guidance_scale == 1.5
     for bad, message in [({"num_inference_steps": 0}, "num_inference_steps must be a positive integer, got 0"),
                          ({"num_inference_steps": 1.5}, "num_inference_steps must be a positive integer, got 1.5"),
                          ({"warp_blend": 1}, "warp_blend must be true or false, got 1"),
+                         ({"num_samples": 0}, "num_samples must be a positive integer, got 0"),
                          ({"num_inference_steps": True}, "num_inference_steps must be a positive integer, got True"),
                          ({"guidance_scale": float("inf")}, "guidance_scale must be a positive number, got inf"),
                          ({"num_inference_steps": 1e400}, "num_inference_steps must be a positive integer, got inf"),

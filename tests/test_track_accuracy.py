@@ -23,9 +23,9 @@ seed 40). On fresh seeds 80-91 (measured once, nothing tuned on them): 0.059 mea
 The relative rotation within a clip, with the landmark fit alone (stages 1-3): 1.60 deg mean / 2.32
 worst on 60-71 (6 of 12), 1.82 / 2.67 on 80-91 (4 of 12), 1.95 / 3.63 on the tuning seeds 40-51
 (5 of 12). With the photometric stage (stage 4, `liftdata.track.photometric`; chosen on 40-51,
-the landmark fit re-measured in the same run; 320 Adam steps): 0.93 / 1.67 (10 of 12), 0.73 / 1.13
-(12 of 12), 0.90 / 1.46 (12 of 12); still NOT met on every seed (see README, Known gaps: 56 of 60
-held-out seeds).
+the landmark fit re-measured in the same run; 960 Adam steps): 0.78 / 1.43 (12 of 12), 0.77 / 1.56
+(11 of 12), 0.64 / 1.06 (12 of 12); still NOT met on every seed (see README, Status: 58 of 60
+held-out seeds; at 320 steps 0.93 / 1.67, 0.73 / 1.13, 0.90 / 1.46 and 56 of 60).
 The figures below are of the landmark fit.
 Where it comes from (`rotation_error_parts`, `--oracle`; figures on 40-51 unless said):
 * not jitter: the error minus its 5-frame moving average is 0.11 deg mean (0.09-0.10 held out);
@@ -101,8 +101,8 @@ detector, or a landmark embedding calibrated on real faces with 3D ground truth)
 What did help, later: the same idea aimed at the RELATIVE rotation (the pose-dependent part, which
 the pixels do see as parallax between frames), with the landmark term kept at full weight: a free
 albedo per surface sample (7 barycentric points per triangle) rather than a UV map, a first-order
-light, a robust (Charbonnier) colour error, 320 Adam steps after the landmark fit (80 at first:
-1.05 / 1.01 / 1.27; `FitConfig.photometric_iters`; `liftdata.track.photometric`). It halves the
+light, a robust (Charbonnier) colour error, 960 Adam steps after the landmark fit (80 at first:
+1.05 / 1.01 / 1.27; then 320; `FitConfig.photometric_iters`; `liftdata.track.photometric`). It halves the
 relative rotation on held-out seeds (figures above) and leaves the absolute pitch offset where it was, as the analysis above predicts.
 """
 
